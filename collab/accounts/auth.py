@@ -1,0 +1,154 @@
+"""Who is calling: the session cookie or an ``Authorization: Bearer`` token.
+
+Runs on every API and socket request. A route is closed unless its handler
+is marked public. Cookie-authenticated requests that change something must
+carry the session's CSRF token in ``X-CSRF-Token``; bearer-token requests
+need none, since a browser never attaches a bearer token by itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from collab.accounts import secrets
+from collab.accounts.models import Identity
+from collab.api.errors import Forbidden, Unauthenticated
+from collab.api.public import is_public
+from collab.appkeys import ACCOUNTS, CONFIG
+
+SESSION_COOKIE = "collab_session"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+IDENTITY_KEY = "collab.identity"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _needs_identity(request: web.Request) -> bool:
+    return request.path.startswith("/api/") or request.path == "/ws"
+
+
+def _bearer(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
+
+
+def _same_origin(request: web.Request) -> bool:
+    """False when the browser says the request comes from another site."""
+    if request.headers.get("Sec-Fetch-Site") == "cross-site":
+        return False
+    origin = request.headers.get("Origin")
+    if origin is None or origin == "null":
+        return origin is None
+    allowed = {
+        f"{request.scheme}://{request.host}",
+        request.app[CONFIG].effective_public_url,
+    }
+    parts = urlsplit(origin)
+    return f"{parts.scheme}://{parts.netloc}" in allowed
+
+
+async def resolve_identity(request: web.Request) -> Identity | None:
+    accounts = request.app[ACCOUNTS]
+    bearer = _bearer(request)
+    if bearer is not None:
+        identity = await accounts.identify_token(bearer)
+        if identity is None:
+            raise Unauthenticated(
+                "The API token is not valid: it may have been revoked or expired.",
+                code="invalid_token",
+            )
+        return identity
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        return await accounts.identify_session(cookie)
+    return None
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not _needs_identity(request):
+        return await handler(request)
+    unsafe = request.method not in SAFE_METHODS
+    if is_public(request):
+        if unsafe and not _same_origin(request):
+            raise Forbidden(
+                "This request came from another site and was refused.", code="csrf_failed"
+            )
+        identity = await resolve_identity(request) if _bearer(request) else None
+        request[IDENTITY_KEY] = identity
+        return await handler(request)
+    identity = await resolve_identity(request)
+    if identity is None:
+        ended = SESSION_COOKIE in request.cookies
+        raise Unauthenticated(
+            "Your session has ended. Sign in again."
+            if ended
+            else "Sign in, or send an API token as 'Authorization: Bearer <token>'.",
+            code="session_ended" if ended else "unauthenticated",
+        )
+    if unsafe and identity.session is not None:
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not sent or not secrets.same(sent, identity.session.csrf_token):
+            raise Forbidden(
+                f"Missing or wrong {CSRF_HEADER} header. Reload the page and try again.",
+                code="csrf_failed",
+            )
+        if not _same_origin(request):
+            raise Forbidden(
+                "This request came from another site and was refused.", code="csrf_failed"
+            )
+    request[IDENTITY_KEY] = identity
+    return await handler(request)
+
+
+def identity_of(request: web.Request) -> Identity:
+    """The caller of a route that needs sign-in (the middleware has made sure of it)."""
+    identity: Identity | None = request.get(IDENTITY_KEY)
+    if identity is None:
+        raise Unauthenticated("Sign in first.")
+    return identity
+
+
+def require_admin(request: web.Request) -> Identity:
+    identity = identity_of(request)
+    if not identity.is_admin:
+        raise Forbidden("Only administrators can do this.")
+    return identity
+
+
+def require_member(request: web.Request) -> Identity:
+    """Members and admins; guests only see what they have been let into."""
+    identity = identity_of(request)
+    if identity.user.role == "guest":
+        raise Forbidden("Guests cannot do this.")
+    return identity
+
+
+def set_session_cookie(request: web.Request, response: web.StreamResponse, secret: str) -> None:
+    config = request.app[CONFIG]
+    response.set_cookie(
+        SESSION_COOKIE,
+        secret,
+        max_age=int(config.session_days * 86400),
+        path="/",
+        httponly=True,
+        samesite="Lax",
+        secure=config.secure_cookies,
+    )
+
+
+def clear_session_cookie(request: web.Request, response: web.StreamResponse) -> None:
+    response.del_cookie(
+        SESSION_COOKIE,
+        path="/",
+        httponly=True,
+        samesite="Lax",
+        secure=request.app[CONFIG].secure_cookies,
+    )

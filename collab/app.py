@@ -1,0 +1,147 @@
+"""The composition root: ``create_app(config)`` builds one node.
+
+Everything the node needs (store, bus, services, routes) is created here and
+hung on the application under typed keys; nothing lives in module globals,
+so tests can run several nodes in one process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+from aiohttp import web
+
+from collab import realtime
+from collab.accounts import http as accounts_http
+from collab.accounts.auth import authenticate
+from collab.accounts.passwords import Passwords
+from collab.accounts.service import DAY_MS, HOUR_MS, AccountService
+from collab.accounts.throttle import LoginThrottle
+from collab.api import openapi
+from collab.api.middleware import add_security_headers, json_errors, request_context
+from collab.appkeys import ACCOUNTS, BUS, CLOCK, CONFIG, METRICS, SOCKETS, STORE
+from collab.config import Config
+from collab.ops import http as ops_http
+from collab.ops.metrics import Metrics
+from collab.store import migrate, open_store
+from collab.store import sessions as session_sql
+from signaling.bus import create_bus
+from signaling.ws import SocketServer
+
+log = logging.getLogger(__name__)
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+SWEEP_INTERVAL_S = 600.0
+
+
+def wall_clock_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def create_app(
+    config: Config,
+    *,
+    clock: Callable[[], int] = wall_clock_ms,
+    passwords: Passwords | None = None,
+    announce_first_run: bool = True,
+) -> web.Application:
+    app = web.Application(
+        middlewares=[request_context, json_errors, authenticate],
+        client_max_size=1024**2,
+    )
+    store = open_store(config.effective_database_url)
+    bus = create_bus(config.redis_url)
+    metrics = Metrics()
+    throttle = LoginThrottle(store, clock, config.login_max_failures)
+    accounts = AccountService(
+        store,
+        passwords or Passwords(),
+        throttle,
+        clock,
+        session_ttl_ms=int(config.session_days * DAY_MS),
+        invitation_ttl_ms=int(config.invitation_hours * HOUR_MS),
+        public_url=config.effective_public_url,
+    )
+    sockets = SocketServer(config.effective_node_id)
+    sockets.on_open.append(metrics.open_sockets.set)
+    sockets.on_close.append(metrics.open_sockets.set)
+
+    app[CONFIG] = config
+    app[CLOCK] = clock
+    app[STORE] = store
+    app[BUS] = bus
+    app[METRICS] = metrics
+    app[ACCOUNTS] = accounts
+    app[SOCKETS] = sockets
+
+    app.on_response_prepare.append(add_security_headers)
+    app.cleanup_ctx.append(_lifecycle(announce_first_run, throttle))
+    app.on_shutdown.append(_close_sockets)
+
+    ops_http.add_routes(app)
+    accounts_http.add_routes(app)
+    openapi.add_routes(app)
+    realtime.add_routes(app)
+    _add_web_client(app)
+    return app
+
+
+def _lifecycle(
+    announce_first_run: bool, throttle: LoginThrottle
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        store, bus = app[STORE], app[BUS]
+        await migrate.upgrade(store)
+        await bus.start()
+        if announce_first_run:
+            link = await app[ACCOUNTS].first_run_link()
+            if link:
+                log.warning(
+                    "No users yet. Open this one-time link to create the first "
+                    "administrator (valid 24 hours): %s",
+                    link,
+                )
+        sweeper = asyncio.create_task(_sweep_forever(app, throttle), name="collab-sweeper")
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            await bus.close()
+            await store.close()
+
+    return lifecycle
+
+
+async def _sweep_forever(app: web.Application, throttle: LoginThrottle) -> None:
+    """Delete expired sessions and stale throttle counts; one task per node, not per row."""
+    while True:
+        await asyncio.sleep(SWEEP_INTERVAL_S)
+        try:
+            async with app[STORE].transaction() as conn:
+                await session_sql.delete_expired(conn, now=app[CLOCK]())
+            await throttle.sweep()
+        except Exception:
+            log.exception("periodic sweep failed; will retry")
+
+
+async def _close_sockets(app: web.Application) -> None:
+    await app[SOCKETS].close_all()
+
+
+def _add_web_client(app: web.Application) -> None:
+    index = WEB_DIR / "index.html"
+
+    async def serve_index(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(index, headers={"Cache-Control": "no-cache"})
+
+    app.router.add_get("/", serve_index)
+    for folder in ("css", "js", "img"):
+        if (WEB_DIR / folder).is_dir():
+            app.router.add_static(f"/{folder}/", WEB_DIR / folder, append_version=False)

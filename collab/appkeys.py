@@ -1,0 +1,25 @@
+"""Typed keys for what ``create_app`` puts on the application."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from collab.accounts.service import AccountService
+    from collab.config import Config
+    from collab.ops.metrics import Metrics
+    from collab.store import Store
+    from signaling.bus import LocalBus, RedisBus
+    from signaling.ws import SocketServer
+
+CONFIG: web.AppKey[Config] = web.AppKey("config")
+STORE: web.AppKey[Store] = web.AppKey("store")
+BUS: web.AppKey[LocalBus | RedisBus] = web.AppKey("bus")
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+CLOCK: web.AppKey[Callable[[], int]] = web.AppKey("clock")
+ACCOUNTS: web.AppKey[AccountService] = web.AppKey("accounts")
+SOCKETS: web.AppKey[SocketServer] = web.AppKey("sockets")

@@ -1,0 +1,250 @@
+"""The ``collab`` command: serve, migrate, and administration from scripts.
+
+Anything that stops start-up (a bad setting, a port in use, a database that
+does not answer) is printed as one line that names the setting to fix, with
+no traceback, and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import errno
+import logging
+import ssl
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiohttp import web
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from collab.accounts.passwords import Passwords
+from collab.accounts.service import AccountService
+from collab.accounts.throttle import LoginThrottle
+from collab.api.errors import ApiError
+from collab.app import create_app, wall_clock_ms
+from collab.config import Config, ConfigError, add_arguments, config_from_args
+from collab.ops.logs import configure as configure_logging
+from collab.store import Store, migrate, open_store
+
+log = logging.getLogger("collab")
+
+
+class StartupError(Exception):
+    """A failure the user can fix; printed as one line."""
+
+
+def _settings_parent() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("settings")
+    add_arguments(group)  # type: ignore[arg-type]
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    settings = _settings_parent()
+    parser = argparse.ArgumentParser(
+        prog="collab", description="Self-hosted chat, presence and calls."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser(
+        "serve",
+        parents=[settings],
+        help="run a node (applies migrations first)",
+        description="Run a collab node. Every setting can also come from the environment "
+        "(COLLAB_<NAME>) or a TOML file (--config); flags win over the environment, "
+        "which wins over the file.",
+    )
+    commands.add_parser("migrate", parents=[settings], help="apply database migrations")
+    admin = commands.add_parser("admin", help="administration from scripts")
+    admin_commands = admin.add_subparsers(dest="admin_command", required=True, metavar="ACTION")
+    create = admin_commands.add_parser(
+        "create-user", parents=[settings], help="create a user with a password from a file"
+    )
+    create.add_argument("username")
+    create.add_argument(
+        "--password-file",
+        required=True,
+        metavar="FILE",
+        help="file whose first line is the password ('-' reads standard input)",
+    )
+    create.add_argument("--admin", action="store_true", help="make the user an administrator")
+    create.add_argument("--role", choices=["admin", "member", "guest"], default=None)
+    create.add_argument("--display-name", default=None)
+    create.add_argument("--email", default=None)
+    invite = admin_commands.add_parser(
+        "invite", parents=[settings], help="print a single-use invitation link"
+    )
+    invite.add_argument("--role", choices=["admin", "member", "guest"], default="member")
+    invite.add_argument("--hours", type=float, default=None, help="hours the link stays valid")
+    return parser
+
+
+def _safe_url(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "(unparsable URL)"
+
+
+def _database_error(config: Config, exc: Exception) -> StartupError:
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    return StartupError(
+        f"cannot use the database {_safe_url(config.effective_database_url)}: {reason} "
+        "(check setting --database-url)"
+    )
+
+
+def _ssl_context(config: Config) -> ssl.SSLContext | None:
+    if config.tls_cert is None or config.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(config.tls_cert, config.tls_key)
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError("--tls-cert", f"cannot load certificate and key: {exc}") from None
+    return context
+
+
+def serve(config: Config) -> None:
+    context = _ssl_context(config)
+    app = create_app(config)
+    log.info(
+        "collab listening on %s (node %s, database %s, bus %s)",
+        config.effective_public_url,
+        config.effective_node_id,
+        _safe_url(config.effective_database_url),
+        "redis" if config.redis_url else "in-process",
+    )
+    try:
+        web.run_app(
+            app,
+            host=config.host,
+            port=config.port,
+            ssl_context=context,
+            shutdown_timeout=config.shutdown_timeout,
+            access_log=None,
+            print=None,
+        )
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise StartupError(
+                f"cannot listen on {config.host}:{config.port}: the address is in use "
+                "(choose another with --port, or stop the other process)"
+            ) from None
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise StartupError(
+                f"cannot listen on {config.host}: this machine has no such address "
+                "(check setting --host)"
+            ) from None
+        if isinstance(exc, ConnectionRefusedError | TimeoutError) or exc.errno in {
+            errno.ECONNREFUSED,
+            errno.EHOSTUNREACH,
+        }:
+            raise _database_error(config, exc) from None
+        raise
+    except (OperationalError, DBAPIError) as exc:
+        raise _database_error(config, exc) from None
+
+
+async def _migrate(config: Config) -> str | None:
+    store = open_store(config.effective_database_url)
+    try:
+        await migrate.upgrade(store)
+        return await migrate.current_revision(store)
+    except (OperationalError, DBAPIError, OSError) as exc:
+        raise _database_error(config, exc) from None
+    finally:
+        await store.close()
+
+
+def _read_password(path: str) -> str:
+    if path == "-":
+        text = sys.stdin.readline()
+    else:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise StartupError(f"cannot read --password-file {path}: {exc.strerror}") from None
+    lines = text.splitlines()
+    return lines[0] if lines else ""
+
+
+async def _with_accounts(config: Config) -> tuple[AccountService, Store]:
+    store = open_store(config.effective_database_url)
+    try:
+        await migrate.upgrade(store)
+    except (OperationalError, DBAPIError, OSError) as exc:
+        await store.close()
+        raise _database_error(config, exc) from None
+    accounts = AccountService(
+        store,
+        Passwords(),
+        LoginThrottle(store, wall_clock_ms, config.login_max_failures),
+        wall_clock_ms,
+        session_ttl_ms=0,
+        invitation_ttl_ms=int(config.invitation_hours * 3600 * 1000),
+        public_url=config.effective_public_url,
+    )
+    return accounts, store
+
+
+async def _create_user(config: Config, args: argparse.Namespace) -> str:
+    password = _read_password(args.password_file)
+    role = "admin" if args.admin else (args.role or "member")
+    accounts, store = await _with_accounts(config)
+    try:
+        user = await accounts.create_user(
+            username=args.username,
+            password=password,
+            display_name=args.display_name,
+            email=args.email,
+            role=role,
+        )
+    finally:
+        await store.close()
+    return f"created {user.role} '{user.username}' (id {user.id})"
+
+
+async def _invite(config: Config, args: argparse.Namespace) -> str:
+    accounts, store = await _with_accounts(config)
+    try:
+        _, code = await accounts.create_invitation(
+            None, role=args.role, expires_in_hours=args.hours
+        )
+    finally:
+        await store.close()
+    return accounts.invitation_url(code)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = config_from_args(args)
+        configure_logging(config.log_level)
+        if args.command == "serve":
+            serve(config)
+        elif args.command == "migrate":
+            revision = asyncio.run(_migrate(config))
+            print(f"database {_safe_url(config.effective_database_url)} is at {revision}")
+        elif args.admin_command == "create-user":
+            print(asyncio.run(_create_user(config, args)))
+        elif args.admin_command == "invite":
+            print(asyncio.run(_invite(config, args)))
+    except ConfigError as exc:
+        print(f"collab: {exc}", file=sys.stderr)
+        return 2
+    except StartupError as exc:
+        print(f"collab: {exc}", file=sys.stderr)
+        return 1
+    except ApiError as exc:
+        print(f"collab: {exc.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Running a node: logs, metrics, health checks."""

@@ -1,0 +1,70 @@
+"""The frame envelope of the realtime socket and its validation.
+
+A client command is ``{"id": "c1", "type": "domain.verb", ...}`` and gets
+exactly one answer: ``{"re": "c1", "ok": true, ...}`` or
+``{"re": "c1", "error": {"code", "message"}}``. Server events carry a
+``type`` and no ``re``. Validation happens here, before any handler runs.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+
+MAX_FRAME_BYTES = 64 * 1024
+
+CommandId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+CommandType = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class Envelope(msgspec.Struct):
+    """The part of every command that the fabric reads; the rest is the handler's."""
+
+    id: CommandId
+    type: CommandType
+
+
+class FrameError(Exception):
+    def __init__(self, code: str, message: str, command_id: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.command_id = command_id
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def encode(frame: Any) -> bytes:
+    return _encoder.encode(frame)
+
+
+def parse_envelope(raw: str | bytes) -> tuple[Envelope, bytes]:
+    """Check size, JSON and envelope; returns the envelope and the raw bytes for the handler."""
+    data = raw.encode() if isinstance(raw, str) else raw
+    if len(data) > MAX_FRAME_BYTES:
+        raise FrameError("frame_too_large", f"A frame may be at most {MAX_FRAME_BYTES} bytes.")
+    try:
+        generic = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        raise FrameError("bad_json", "The frame is not valid JSON.") from None
+    if not isinstance(generic, dict):
+        raise FrameError("bad_frame", "A frame is a JSON object with 'id' and 'type'.")
+    raw_id = generic.get("id")
+    command_id = raw_id if isinstance(raw_id, str) and 0 < len(raw_id) <= 64 else None
+    try:
+        envelope = msgspec.convert(generic, Envelope)
+    except msgspec.ValidationError as exc:
+        raise FrameError(
+            "bad_frame", f"The frame is not a valid command: {exc}.", command_id
+        ) from None
+    return envelope, data
+
+
+def ok(command_id: str, **fields: Any) -> bytes:
+    return encode({"re": command_id, "ok": True, **fields})
+
+
+def error(command_id: str | None, code: str, message: str) -> bytes:
+    return encode({"re": command_id, "error": {"code": code, "message": message}})
