@@ -250,7 +250,10 @@ def _coerce(field: dataclasses.Field[Any], raw: Any) -> Any:
         return parse(text)
     except (ValueError, TypeError) as exc:
         detail = str(exc) or "invalid value"
-        raise ConfigError(_flag(field.name), f"{text!r} is not valid ({detail})") from None
+        raise ConfigError(
+            f"{_flag(field.name)} (env {ENV_PREFIX}{field.name.upper()})",
+            f"{text!r} is not valid ({detail})",
+        ) from None
 
 
 def load_toml(path: Path) -> dict[str, Any]:

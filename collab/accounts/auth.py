@@ -22,7 +22,7 @@ from collab.appkeys import ACCOUNTS, CONFIG
 SESSION_COOKIE = "collab_session"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-IDENTITY_KEY = "collab.identity"
+IDENTITY_KEY: web.RequestKey[Identity | None] = web.RequestKey("identity", Identity | None)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -73,8 +73,8 @@ async def resolve_identity(request: web.Request) -> Identity | None:
 
 @web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if not _needs_identity(request):
-        return await handler(request)
+    if not _needs_identity(request) or request.match_info.http_exception is not None:
+        return await handler(request)  # unknown routes answer 404/405 to anyone
     unsafe = request.method not in SAFE_METHODS
     if is_public(request):
         if unsafe and not _same_origin(request):
@@ -110,7 +110,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
 
 def identity_of(request: web.Request) -> Identity:
     """The caller of a route that needs sign-in (the middleware has made sure of it)."""
-    identity: Identity | None = request.get(IDENTITY_KEY)
+    identity = request.get(IDENTITY_KEY)
     if identity is None:
         raise Unauthenticated("Sign in first.")
     return identity

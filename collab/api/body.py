@@ -15,6 +15,7 @@ T = TypeVar("T")
 MAX_JSON_BODY = 64 * 1024
 
 _MISSING = re.compile(r"missing required field `(?P<field>[^`]+)`")
+_UNKNOWN = re.compile(r"unknown field `(?P<field>[^`]+)`")
 _AT_PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`")
 
 
@@ -24,6 +25,14 @@ def _validation_error(exc: msgspec.ValidationError) -> ApiError:
     if missing:
         field = missing.group("field")
         return BadRequest(f"The field '{field}' is required.", code="missing_field", field=field)
+    unknown = _UNKNOWN.search(text)
+    if unknown:
+        field = unknown.group("field")
+        return BadRequest(
+            f"The field '{field}' is not known here; check its spelling.",
+            code="unknown_field",
+            field=field,
+        )
     at_path = _AT_PATH.search(text)
     field = at_path.group("path") if at_path else ""
     reason = _AT_PATH.sub("", text)

@@ -1,12 +1,17 @@
 """Apply Alembic migrations from code, on SQLite or PostgreSQL.
 
-Runs at every start and from ``collab migrate``. On PostgreSQL an advisory
-lock makes nodes that start together take turns, so two nodes never try to
-create the same table at once.
+Runs at every start and from ``collab migrate``. Whoever migrates first
+wins and the others wait their turn, so two nodes (or a node and
+``collab migrate``) never create the same table at once: on PostgreSQL an
+advisory lock does it, on SQLite a lock file next to the database.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import fcntl
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -44,8 +49,22 @@ def _current(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
+@contextlib.asynccontextmanager
+async def _sqlite_file_lock(store: Store) -> AsyncIterator[None]:
+    database = store.engine.url.database
+    if store.dialect != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.migrate-lock", "a+b") as handle:  # noqa: ASYNC230 - start-up only
+        await asyncio.to_thread(fcntl.flock, handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
 async def upgrade(store: Store, revision: str = "head") -> None:
-    async with store.transaction() as conn:
+    async with _sqlite_file_lock(store), store.transaction() as conn:
         await conn.run_sync(_upgrade, revision)
 
 
