@@ -60,6 +60,7 @@ def create_app(
     throttle = LoginThrottle(store, clock, config.login_max_failures)
     accounts = AccountService(
         store,
+        bus,
         passwords or Passwords(),
         throttle,
         clock,
@@ -67,7 +68,7 @@ def create_app(
         invitation_ttl_ms=int(config.invitation_hours * HOUR_MS),
         public_url=config.effective_public_url,
     )
-    sockets = SocketServer(config.effective_node_id)
+    sockets = SocketServer(config.effective_node_id, bus)
     sockets.on_open.append(metrics.open_sockets.set)
     sockets.on_close.append(metrics.open_sockets.set)
 

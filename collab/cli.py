@@ -28,6 +28,7 @@ from collab.app import create_app, wall_clock_ms
 from collab.config import Config, ConfigError, add_arguments, config_from_args
 from collab.ops.logs import configure as configure_logging
 from collab.store import Store, migrate, open_store
+from signaling.bus import LocalBus
 
 log = logging.getLogger("collab")
 
@@ -181,6 +182,7 @@ async def _with_accounts(config: Config) -> tuple[AccountService, Store]:
         raise _database_error(config, exc) from None
     accounts = AccountService(
         store,
+        LocalBus(),
         Passwords(),
         LoginThrottle(store, wall_clock_ms, config.login_max_failures),
         wall_clock_ms,

@@ -12,7 +12,11 @@ from collab.appkeys import SOCKETS
 async def websocket(request: web.Request) -> web.StreamResponse:
     identity = identity_of(request)
     return await request.app[SOCKETS].handle(
-        request, identity.user.id, identity.user.username, {"user": user_detail(identity.user)}
+        request,
+        user_id=identity.user.id,
+        username=identity.user.username,
+        credential=identity.credential,
+        hello={"user": user_detail(identity.user)},
     )
 
 

@@ -25,6 +25,49 @@ class Envelope(msgspec.Struct):
     type: CommandType
 
 
+SESSION_ENDED_CLOSE_CODE = 4001
+"""Close code for a socket whose sign-in was ended: the client must sign in again."""
+
+
+class Revocation(msgspec.Struct, tag="auth.revoked", tag_field="type"):
+    """Published on ``user:<id>`` when some of a user's credentials stop being valid.
+
+    ``scope`` is ``all`` (deactivated), ``sessions`` (every browser session
+    except ``keep``: a password change) or ``credential`` (just ``credential``:
+    a sign-out or a revoked token). Credentials are ``session:<id>`` or
+    ``token:<id>``.
+    """
+
+    scope: str
+    credential: str | None = None
+    keep: str | None = None
+
+    def ends(self, credential: str) -> bool:
+        if self.scope == "all":
+            return True
+        if self.scope == "sessions":
+            return credential.startswith("session:") and credential != self.keep
+        return credential == self.credential
+
+
+class _Typed(msgspec.Struct):
+    type: str = ""
+
+
+def user_topic(user_id: int) -> str:
+    return f"user:{user_id}"
+
+
+def read_revocation(payload: bytes) -> Revocation | None:
+    """The revocation in a bus payload, or None if the payload is some other event."""
+    try:
+        if msgspec.json.decode(payload, type=_Typed).type != "auth.revoked":
+            return None
+        return msgspec.json.decode(payload, type=Revocation)
+    except msgspec.MsgspecError:
+        return None
+
+
 class FrameError(Exception):
     def __init__(self, code: str, message: str, command_id: str | None = None) -> None:
         super().__init__(message)

@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from signaling import protocol
+from signaling.bus import Bus
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +27,15 @@ CommandHandler = Callable[["Connection", protocol.Envelope, bytes], Awaitable[di
 
 
 class Connection:
-    """One live socket and who is on the other end."""
+    """One live socket, who is on the other end, and the credential they used."""
 
-    def __init__(self, ws: web.WebSocketResponse, user_id: int, username: str) -> None:
+    def __init__(
+        self, ws: web.WebSocketResponse, user_id: int, username: str, credential: str
+    ) -> None:
         self.ws = ws
         self.user_id = user_id
         self.username = username
+        self.credential = credential
 
     async def send(self, frame: bytes) -> None:
         await self.ws.send_str(frame.decode())
@@ -40,8 +44,10 @@ class Connection:
 class SocketServer:
     """Accepts sockets, tracks them, dispatches their commands."""
 
-    def __init__(self, node_id: str, heartbeat: float = 25.0) -> None:
+    def __init__(self, node_id: str, bus: Bus, heartbeat: float = 25.0) -> None:
         self.node_id = node_id
+        self._bus = bus
+        self._background: set[asyncio.Task[Any]] = set()
         self.heartbeat = heartbeat
         self._handlers: dict[str, CommandHandler] = {"ping": self._ping}
         self._sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
@@ -64,7 +70,13 @@ class SocketServer:
         return {"server_time": int(time.time() * 1000)}
 
     async def handle(
-        self, request: web.Request, user_id: int, username: str, hello: dict[str, Any]
+        self,
+        request: web.Request,
+        *,
+        user_id: int,
+        username: str,
+        credential: str,
+        hello: dict[str, Any],
     ) -> web.WebSocketResponse:
         if self._closing:
             raise web.HTTPServiceUnavailable(reason="node is shutting down")
@@ -75,7 +87,10 @@ class SocketServer:
         self._sockets.add(ws)
         for callback in self.on_open:
             callback(len(self._sockets))
-        conn = Connection(ws, user_id, username)
+        conn = Connection(ws, user_id, username, credential)
+        subscription = await self._bus.subscribe(
+            protocol.user_topic(user_id), lambda _topic, payload: self._on_user_event(conn, payload)
+        )
         try:
             await conn.send(
                 protocol.encode(
@@ -98,10 +113,20 @@ class SocketServer:
                 elif message.type == WSMsgType.ERROR:
                     break
         finally:
+            await subscription.close()
             self._sockets.discard(ws)
             for callback in self.on_close:
                 callback(len(self._sockets))
         return ws
+
+    def _on_user_event(self, conn: Connection, payload: bytes) -> None:
+        revocation = protocol.read_revocation(payload)
+        if revocation is not None and revocation.ends(conn.credential):
+            task = asyncio.create_task(
+                conn.ws.close(code=protocol.SESSION_ENDED_CLOSE_CODE, message=b"session ended")
+            )
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def _dispatch(self, conn: Connection, raw: str) -> None:
         command_id: str | None = None

@@ -24,8 +24,13 @@ class Identity(msgspec.Struct, frozen=True):
         return self.user.role == "admin"
 
     @property
-    def via_cookie(self) -> bool:
-        return self.session is not None
+    def credential(self) -> str:
+        """Names what proved this identity, as revocation events name it."""
+        if self.session is not None:
+            return f"session:{self.session.id}"
+        if self.token is not None:
+            return f"token:{self.token.id}"
+        return "none"
 
 
 class UserView(msgspec.Struct, frozen=True):

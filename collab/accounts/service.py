@@ -35,6 +35,8 @@ from collab.store.invitations import InvitationRecord
 from collab.store.sessions import SessionRecord
 from collab.store.tokens import TokenRecord
 from collab.store.users import UserRecord
+from signaling.bus import Bus, BusUnavailable
+from signaling.protocol import Revocation, encode, user_topic
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +114,7 @@ class AccountService:
     def __init__(
         self,
         store: Store,
+        bus: Bus,
         passwords: Passwords,
         throttle: LoginThrottle,
         clock: Callable[[], int],
@@ -121,6 +124,7 @@ class AccountService:
         public_url: str,
     ) -> None:
         self._store = store
+        self._bus = bus
         self._passwords = passwords
         self._throttle = throttle
         self._clock = clock
@@ -167,6 +171,20 @@ class AccountService:
             return
         async with self._store.transaction() as conn:
             await session_sql.delete(conn, identity.session.id)
+        await self._announce(
+            identity.user.id, Revocation(scope="credential", credential=identity.credential)
+        )
+
+    async def _announce(self, user_id: int, revocation: Revocation) -> None:
+        """Tell every node to close sockets that used ended credentials (after the commit).
+
+        The database already refuses the credential; if the bus is down, open
+        sockets notice at their next reconnect instead of now.
+        """
+        try:
+            await self._bus.publish(user_topic(user_id), encode(revocation))
+        except BusUnavailable:
+            log.warning("could not announce ended sessions of user %s: bus unavailable", user_id)
 
     async def identify_session(self, secret: str) -> Identity | None:
         """The identity behind a session cookie, or None if it is unknown or over."""
@@ -213,9 +231,12 @@ class AccountService:
         async with self._store.transaction() as conn:
             ended = await session_sql.delete_for_user(conn, user.id)
         log.info("password changed user=%s sessions_ended=%d", user.username, ended)
-        if identity.session is None:
-            return None
-        return await self._open_session(user, address=address, user_agent=user_agent)
+        signed_in = None
+        if identity.session is not None:
+            signed_in = await self._open_session(user, address=address, user_agent=user_agent)
+        keep = f"session:{signed_in.session.id}" if signed_in else None
+        await self._announce(user.id, Revocation(scope="sessions", keep=keep))
+        return signed_in
 
     async def _set_password_hash(self, user: UserRecord, password_hash: str) -> None:
         async with self._store.transaction() as conn:
@@ -273,6 +294,9 @@ class AccountService:
         async with self._store.transaction() as conn:
             if not await token_sql.delete_for_user(conn, token_id, identity.user.id):
                 raise NotFound("You have no token with that id.", code="token_not_found")
+        await self._announce(
+            identity.user.id, Revocation(scope="credential", credential=f"token:{token_id}")
+        )
 
     # -- invitations and first run -------------------------------------------
 
@@ -482,6 +506,8 @@ class AccountService:
             updated = await user_sql.update(conn, target.id, now=self._clock(), **fields)
             if active is False:
                 await session_sql.delete_for_user(conn, target.id)
+        if active is False:
+            await self._announce(target.id, Revocation(scope="all"))
         log.info(
             "user updated user=%s by=%s fields=%s",
             target.username,

@@ -1,0 +1,124 @@
+"""Open sockets close when the credential they were opened with stops being valid."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+from aiohttp.test_utils import TestClient
+
+from signaling.protocol import SESSION_ENDED_CLOSE_CODE
+from tests.helpers import PASSWORD, add_user, sign_in
+from tests.servers import RedisServer
+
+
+async def _closed_with(ws: aiohttp.ClientWebSocketResponse) -> int | None:
+    message = await ws.receive(timeout=10)
+    assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED), message
+    return ws.close_code
+
+
+async def _still_open(ws: aiohttp.ClientWebSocketResponse) -> bool:
+    await ws.send_json({"id": "p", "type": "ping"})
+    answer = await ws.receive_json(timeout=5)
+    return bool(answer.get("ok"))
+
+
+def _browser(client: TestClient[Any, Any]) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        base_url=str(client.make_url("/")), cookie_jar=aiohttp.CookieJar(unsafe=True)
+    )
+
+
+async def test_sign_out_closes_that_sessions_sockets_only(client: TestClient[Any, Any]) -> None:
+    await add_user(client.app, "ana")
+    csrf = await sign_in(client, "ana")
+    token = (await (await client.post("/api/v1/tokens", json={"name": "b"}, headers=csrf)).json())[
+        "token"
+    ]
+    laptop = _browser(client)
+    try:
+        await laptop.post("/api/v1/login", json={"username": "ana", "password": PASSWORD})
+        this_tab = await client.ws_connect("/ws")
+        laptop_tab = await laptop.ws_connect("/ws")
+        bot = await laptop.ws_connect("/ws", headers={"Authorization": f"Bearer {token}"})
+        for ws in (this_tab, laptop_tab, bot):
+            assert (await ws.receive_json(timeout=5))["type"] == "hello"
+
+        assert (await client.post("/api/v1/logout", headers=csrf)).status == 204
+        assert await _closed_with(this_tab) == SESSION_ENDED_CLOSE_CODE
+        assert await _still_open(laptop_tab)
+        assert await _still_open(bot)
+        await laptop_tab.close()
+        await bot.close()
+    finally:
+        await laptop.close()
+
+
+async def test_password_change_closes_other_sessions_sockets_but_not_tokens(
+    client: TestClient[Any, Any],
+) -> None:
+    await add_user(client.app, "ana")
+    csrf = await sign_in(client, "ana")
+    token = (await (await client.post("/api/v1/tokens", json={"name": "b"}, headers=csrf)).json())[
+        "token"
+    ]
+    laptop = _browser(client)
+    try:
+        await laptop.post("/api/v1/login", json={"username": "ana", "password": PASSWORD})
+        laptop_tab = await laptop.ws_connect("/ws")
+        bot = await laptop.ws_connect("/ws", headers={"Authorization": f"Bearer {token}"})
+        await laptop_tab.receive_json(timeout=5)
+        await bot.receive_json(timeout=5)
+        changed = await client.post(
+            "/api/v1/me/password",
+            json={"current_password": PASSWORD, "new_password": "brand new secret"},
+            headers=csrf,
+        )
+        assert changed.status == 200
+        assert await _closed_with(laptop_tab) == SESSION_ENDED_CLOSE_CODE
+        # This browser holds the new session and can open a socket at once.
+        fresh = await client.ws_connect("/ws")
+        assert (await fresh.receive_json(timeout=5))["type"] == "hello"
+        assert await _still_open(bot)
+        await fresh.close()
+        await bot.close()
+    finally:
+        await laptop.close()
+
+
+async def test_revoking_a_token_closes_its_socket(client: TestClient[Any, Any]) -> None:
+    await add_user(client.app, "ana")
+    csrf = await sign_in(client, "ana")
+    created = await (await client.post("/api/v1/tokens", json={"name": "b"}, headers=csrf)).json()
+    bot_http = aiohttp.ClientSession(base_url=str(client.make_url("/")))
+    try:
+        bot = await bot_http.ws_connect(
+            "/ws", headers={"Authorization": f"Bearer {created['token']}"}
+        )
+        await bot.receive_json(timeout=5)
+        await client.delete(f"/api/v1/tokens/{created['id']}", headers=csrf)
+        assert await _closed_with(bot) == SESSION_ENDED_CLOSE_CODE
+    finally:
+        await bot_http.close()
+
+
+async def test_deactivation_on_one_node_closes_sockets_on_another(
+    aiohttp_client: Any, make_app: Any, pg_url: str, redis_server: RedisServer, tmp_path: Any
+) -> None:
+    node_a = await aiohttp_client(
+        make_app(database_url=pg_url, redis_url=redis_server.url, data_dir=tmp_path / "a")
+    )
+    node_b = await aiohttp_client(
+        make_app(database_url=pg_url, redis_url=redis_server.url, data_dir=tmp_path / "b")
+    )
+    await add_user(node_a.app, "root", role="admin")
+    await add_user(node_a.app, "ana")
+    await sign_in(node_a, "ana")
+    ana_socket = await node_a.ws_connect("/ws")
+    await ana_socket.receive_json(timeout=5)
+
+    csrf = await sign_in(node_b, "root")
+    response = await node_b.patch("/api/v1/users/ana", json={"active": False}, headers=csrf)
+    assert response.status == 200
+    assert await _closed_with(ana_socket) == SESSION_ENDED_CLOSE_CODE
