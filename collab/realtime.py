@@ -6,12 +6,21 @@ from aiohttp import web
 
 from collab.accounts.auth import identity_of
 from collab.accounts.models import user_detail
+from collab.api.errors import BadRequest, Unavailable
 from collab.appkeys import SOCKETS
 
 
 async def websocket(request: web.Request) -> web.StreamResponse:
     identity = identity_of(request)
-    return await request.app[SOCKETS].handle(
+    sockets = request.app[SOCKETS]
+    if request.headers.get("Upgrade", "").lower() != "websocket":
+        raise BadRequest(
+            "This address takes WebSocket connections only; connect with a WebSocket client.",
+            code="websocket_required",
+        )
+    if not sockets.accepting:
+        raise Unavailable("This node is shutting down; reconnect to reach another node.")
+    return await sockets.handle(
         request,
         user_id=identity.user.id,
         username=identity.user.username,

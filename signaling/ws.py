@@ -61,6 +61,10 @@ class SocketServer:
         self._handlers[command_type] = handler
 
     @property
+    def accepting(self) -> bool:
+        return not self._closing
+
+    @property
     def open_count(self) -> int:
         return len(self._sockets)
 

@@ -76,13 +76,13 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     if not _needs_identity(request) or request.match_info.http_exception is not None:
         return await handler(request)  # unknown routes answer 404/405 to anyone
     unsafe = request.method not in SAFE_METHODS
+    # A WebSocket upgrade is a GET, but it acts with the user's cookie: another
+    # site must not open one (cross-site WebSocket hijacking).
+    if (unsafe or request.path == "/ws") and not _same_origin(request):
+        raise Forbidden("This request came from another site and was refused.", code="csrf_failed")
     if is_public(request):
-        if unsafe and not _same_origin(request):
-            raise Forbidden(
-                "This request came from another site and was refused.", code="csrf_failed"
-            )
-        identity = await resolve_identity(request) if _bearer(request) else None
-        request[IDENTITY_KEY] = identity
+        # A script that sends a bad token hears so at once, even on public routes.
+        request[IDENTITY_KEY] = await resolve_identity(request) if _bearer(request) else None
         return await handler(request)
     identity = await resolve_identity(request)
     if identity is None:
@@ -99,10 +99,6 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
             raise Forbidden(
                 f"Missing or wrong {CSRF_HEADER} header. Reload the page and try again.",
                 code="csrf_failed",
-            )
-        if not _same_origin(request):
-            raise Forbidden(
-                "This request came from another site and was refused.", code="csrf_failed"
             )
     request[IDENTITY_KEY] = identity
     return await handler(request)

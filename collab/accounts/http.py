@@ -174,7 +174,9 @@ async def create_token(request: web.Request) -> web.Response:
 
 
 async def delete_token(request: web.Request) -> web.Response:
-    await request.app[ACCOUNTS].revoke_token(identity_of(request), path_int(request, "id"))
+    await request.app[ACCOUNTS].revoke_token(
+        identity_of(request), path_int(request, "id", "token id")
+    )
     return web.Response(status=204)
 
 
@@ -203,7 +205,7 @@ async def create_invitation(request: web.Request) -> web.Response:
 
 async def delete_invitation(request: web.Request) -> web.Response:
     require_admin(request)
-    await request.app[ACCOUNTS].revoke_invitation(path_int(request, "code"))
+    await request.app[ACCOUNTS].revoke_invitation(path_int(request, "code", "invitation id"))
     return web.Response(status=204)
 
 
@@ -233,11 +235,12 @@ async def list_users(request: web.Request) -> web.Response:
     if query.include_inactive and not identity.is_admin:
         raise Forbidden("Only administrators can list deactivated users.")
     users = await request.app[ACCOUNTS].list_users(
-        after=query.after, limit=query.limit, include_inactive=query.include_inactive
+        after=query.after, limit=query.limit + 1, include_inactive=query.include_inactive
     )
     view = user_detail if identity.is_admin else user_view
-    next_after = users[-1].username if len(users) == query.limit else None
-    return json_response({"users": [view(u) for u in users], "next_after": next_after})
+    page, more = users[: query.limit], len(users) > query.limit
+    next_after = page[-1].username if more else None
+    return json_response({"users": [view(u) for u in page], "next_after": next_after})
 
 
 async def create_user(request: web.Request) -> web.Response:
@@ -255,8 +258,8 @@ async def create_user(request: web.Request) -> web.Response:
 
 async def get_user(request: web.Request) -> web.Response:
     identity = identity_of(request)
-    username = request.match_info["username"]
-    if identity.user.role == "guest" and username.lower() != identity.user.username:
+    username = request.match_info["username"].strip().lower()
+    if identity.user.role == "guest" and username != identity.user.username:
         raise Forbidden("Guests can only look up themselves.")
     user = await request.app[ACCOUNTS].get_user(username)
     view = user_detail if identity.is_admin or user.id == identity.user.id else user_view

@@ -95,10 +95,10 @@ def check_role(role: str) -> str:
     return role
 
 
-def check_new_password(password: str, username: str) -> None:
+def check_new_password(password: str, username: str, field: str = "password") -> None:
     problem = password_problem(password, username=username)
     if problem:
-        raise BadRequest(problem, code="weak_password", field="password")
+        raise BadRequest(problem, code="weak_password", field=field)
 
 
 class SignedIn:
@@ -226,7 +226,7 @@ class AccountService:
         user = identity.user
         if not await self._passwords.verify(user.password_hash, current):
             raise Forbidden("The current password is not right.", code="bad_credentials")
-        check_new_password(new, user.username)
+        check_new_password(new, user.username, field="new_password")
         await self._set_password_hash(user, await self._passwords.hash(new))
         async with self._store.transaction() as conn:
             ended = await session_sql.delete_for_user(conn, user.id)

@@ -83,8 +83,14 @@ def json_response(data: object, *, status: int = 200) -> web.Response:
     )
 
 
-def path_int(request: web.Request, name: str) -> int:
+_ASCII_ID = re.compile(r"^[0-9]{1,18}$")
+
+
+def path_int(request: web.Request, name: str, label: str | None = None) -> int:
+    """A numeric id from the path; only ASCII digits, so '²' or '١' is a 400, not a 500."""
     raw = request.match_info[name]
-    if not raw.isdigit() or len(raw) > 18:
-        raise BadRequest(f"'{raw}' is not a valid {name}.", code="invalid_field", field=name)
+    if not _ASCII_ID.match(raw):
+        raise BadRequest(
+            f"'{raw[:40]}' is not a valid {label or name}.", code="invalid_field", field=name
+        )
     return int(raw)
