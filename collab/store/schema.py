@@ -92,3 +92,141 @@ login_throttle = sa.Table(
     sa.Column("last_failure_at", sa.BigInteger, nullable=False),
     sa.Column("blocked_until", sa.BigInteger, nullable=False),
 )
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL wants BIGINT for big tables.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+rooms = sa.Table(
+    "rooms",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("name", sa.String(80), nullable=True),
+    sa.Column("name_key", sa.String(80), nullable=True, unique=True),
+    sa.Column("topic", sa.String(250), nullable=False, server_default=""),
+    sa.Column("dm_key", sa.String(200), nullable=True, unique=True),
+    sa.Column(
+        "created_by", sa.Integer, sa.ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    ),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("archived_at", sa.BigInteger, nullable=True),
+    sa.Column("last_seq", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("last_change", sa.BigInteger, nullable=False, server_default="0"),
+    sa.CheckConstraint("kind IN ('channel', 'private', 'dm', 'group')", name="kind"),
+)
+
+room_members = sa.Table(
+    "room_members",
+    metadata,
+    sa.Column(
+        "room_id", sa.Integer, sa.ForeignKey("rooms.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column(
+        "user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("role", sa.String(16), nullable=False, server_default="member"),
+    sa.Column("joined_at", sa.BigInteger, nullable=False),
+    sa.Column("last_read_seq", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("notify", sa.String(16), nullable=False, server_default="default"),
+    sa.Index("ix_room_members_user_id", "user_id"),
+)
+
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("room_id", sa.Integer, sa.ForeignKey("rooms.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column(
+        "sender_id", sa.Integer, sa.ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    ),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("client_msg_id", sa.String(64), nullable=True),
+    sa.Column("reply_to_id", sa.BigInteger, nullable=True),
+    sa.Column("bot_name", sa.String(64), nullable=True),
+    sa.Column("meta", sa.JSON, nullable=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("edited_at", sa.BigInteger, nullable=True),
+    sa.Column("deleted_at", sa.BigInteger, nullable=True),
+    sa.Column("change_seq", sa.BigInteger, nullable=False, server_default="0"),
+    sa.UniqueConstraint("room_id", "seq", name="uq_messages_room_id_seq"),
+    sa.UniqueConstraint("sender_id", "client_msg_id", name="uq_messages_sender_client_msg_id"),
+    sa.Index("ix_messages_room_change", "room_id", "change_seq"),
+    sa.CheckConstraint("kind IN ('user', 'system', 'bot')", name="kind"),
+)
+
+mentions = sa.Table(
+    "mentions",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "message_id",
+        sa.BigInteger,
+        sa.ForeignKey("messages.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("room_id", sa.Integer, nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    # NULL means @room: everyone in the room.
+    sa.Column("user_id", sa.Integer, nullable=True),
+    sa.Index("ix_mentions_room_user_seq", "room_id", "user_id", "seq"),
+    sa.Index("ix_mentions_message_id", "message_id"),
+)
+
+reactions = sa.Table(
+    "reactions",
+    metadata,
+    sa.Column(
+        "message_id",
+        sa.BigInteger,
+        sa.ForeignKey("messages.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column(
+        "user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("emoji", sa.String(64), primary_key=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+files = sa.Table(
+    "files",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("content_type", sa.String(128), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column(
+        "uploader_id", sa.Integer, sa.ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    ),
+    sa.Column("room_id", sa.Integer, sa.ForeignKey("rooms.id", ondelete="CASCADE"), nullable=False),
+    sa.Column(
+        "message_id",
+        sa.BigInteger,
+        sa.ForeignKey("messages.id", ondelete="SET NULL"),
+        nullable=True,
+    ),
+    sa.Column("width", sa.Integer, nullable=True),
+    sa.Column("height", sa.Integer, nullable=True),
+    sa.Column("has_thumbnail", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_files_uploader_id", "uploader_id"),
+    sa.Index("ix_files_message_id", "message_id"),
+    sa.Index("ix_files_sha256", "sha256"),
+)
+
+webhooks = sa.Table(
+    "webhooks",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("room_id", sa.Integer, sa.ForeignKey("rooms.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("secret_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("bot_name", sa.String(64), nullable=False),
+    sa.Column(
+        "created_by", sa.Integer, sa.ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    ),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_webhooks_room_id", "room_id"),
+)
