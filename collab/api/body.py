@@ -87,7 +87,7 @@ _ASCII_ID = re.compile(r"^[0-9]{1,18}$")
 
 
 def path_int(request: web.Request, name: str, label: str | None = None) -> int:
-    """A numeric id from the path; only ASCII digits, so '²' or '١' is a 400, not a 500."""
+    """A numeric id from the path: ASCII digits only, so other Unicode digits are a 400."""
     raw = request.match_info[name]
     if not _ASCII_ID.match(raw):
         raise BadRequest(
