@@ -24,13 +24,17 @@ from collab.accounts.service import DAY_MS, HOUR_MS, AccountService
 from collab.accounts.throttle import LoginThrottle
 from collab.api import openapi
 from collab.api.middleware import add_security_headers, json_errors, request_context
-from collab.appkeys import ACCOUNTS, BUS, CLOCK, CONFIG, METRICS, SOCKETS, STORE
+from collab.appkeys import ACCOUNTS, BUS, CHAT, CLOCK, CONFIG, METRICS, SOCKETS, STORE
+from collab.chat import http as chat_http
+from collab.chat.realtime import ChatSockets
+from collab.chat.service import ChatService
 from collab.config import Config
 from collab.ops import http as ops_http
 from collab.ops.metrics import Metrics
 from collab.store import migrate, open_store
 from collab.store import sessions as session_sql
 from signaling.bus import create_bus
+from signaling.hub import Hub
 from signaling.ws import SocketServer
 
 log = logging.getLogger(__name__)
@@ -68,9 +72,11 @@ def create_app(
         invitation_ttl_ms=int(config.invitation_hours * HOUR_MS),
         public_url=config.effective_public_url,
     )
-    sockets = SocketServer(config.effective_node_id, bus)
-    sockets.on_open.append(metrics.open_sockets.set)
-    sockets.on_close.append(metrics.open_sockets.set)
+    hub = Hub(bus)
+    sockets = SocketServer(config.effective_node_id, hub)
+    sockets.on_count.append(metrics.open_sockets.set)
+    chat = ChatService(store, bus, clock)
+    ChatSockets(chat, hub).install(sockets)
 
     app[CONFIG] = config
     app[CLOCK] = clock
@@ -79,6 +85,7 @@ def create_app(
     app[METRICS] = metrics
     app[ACCOUNTS] = accounts
     app[SOCKETS] = sockets
+    app[CHAT] = chat
 
     app.on_response_prepare.append(add_security_headers)
     app.cleanup_ctx.append(_lifecycle(announce_first_run, throttle))
@@ -86,6 +93,7 @@ def create_app(
 
     ops_http.add_routes(app)
     accounts_http.add_routes(app)
+    chat_http.add_routes(app)
     openapi.add_routes(app)
     realtime.add_routes(app)
     _add_web_client(app)

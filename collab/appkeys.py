@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from collab.accounts.service import AccountService
+    from collab.chat.service import ChatService
     from collab.config import Config
     from collab.ops.metrics import Metrics
     from collab.store import Store
@@ -23,3 +24,4 @@ METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 CLOCK: web.AppKey[Callable[[], int]] = web.AppKey("clock")
 ACCOUNTS: web.AppKey[AccountService] = web.AppKey("accounts")
 SOCKETS: web.AppKey[SocketServer] = web.AppKey("sockets")
+CHAT: web.AppKey[ChatService] = web.AppKey("chat")

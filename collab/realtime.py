@@ -26,6 +26,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         username=identity.user.username,
         credential=identity.credential,
         hello={"user": user_detail(identity.user)},
+        context=identity,
     )
 
 

@@ -28,6 +28,23 @@ class Envelope(msgspec.Struct):
 SESSION_ENDED_CLOSE_CODE = 4001
 """Close code for a socket whose sign-in was ended: the client must sign in again."""
 
+RESUME_CLOSE_CODE = 4000
+"""Close code for a socket the server cut off (it read too slowly, or the node lost
+events): the client reconnects at once and sends ``sync`` to get what it missed."""
+
+
+class CommandError(Exception):
+    """A command the server refuses; becomes an error answer, the socket stays open."""
+
+    code = "bad_request"
+
+    def __init__(self, message: str, *, code: str | None = None, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.extra = extra
+
 
 class Revocation(msgspec.Struct, tag="auth.revoked", tag_field="type"):
     """Published on ``user:<id>`` when some of a user's credentials stop being valid.
@@ -66,6 +83,13 @@ def read_revocation(payload: bytes) -> Revocation | None:
         return msgspec.json.decode(payload, type=Revocation)
     except msgspec.MsgspecError:
         return None
+
+
+class Command(msgspec.Struct, forbid_unknown_fields=True):
+    """Base of every command struct: the envelope fields, then the command's own."""
+
+    id: CommandId
+    type: CommandType
 
 
 class FrameError(Exception):
@@ -109,5 +133,5 @@ def ok(command_id: str, **fields: Any) -> bytes:
     return encode({"re": command_id, "ok": True, **fields})
 
 
-def error(command_id: str | None, code: str, message: str) -> bytes:
-    return encode({"re": command_id, "error": {"code": code, "message": message}})
+def error(command_id: str | None, code: str, message: str, **extra: Any) -> bytes:
+    return encode({"re": command_id, "error": {"code": code, "message": message, **extra}})

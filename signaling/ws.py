@@ -1,10 +1,12 @@
 """The WebSocket endpoint: one per browser tab, at ``/ws``.
 
 Authentication happens before the upgrade (the app's middleware resolves the
-cookie or bearer token and hands the handler an identity). The fabric then
-greets with ``hello``, keeps the socket alive with heartbeats, validates every
-frame and dispatches commands to handlers the product registers by type. A
-bad frame is answered with an error; it never ends the connection.
+cookie or bearer token). The fabric then joins the connection to the hub,
+lets the product subscribe it to what it needs, greets with ``hello``, keeps
+it alive with heartbeats, and dispatches commands: each frame is checked
+(size, JSON, envelope, the command's own typed struct, the user's rate)
+before a handler sees it. A bad frame gets an error answer; the socket stays
+usable.
 """
 
 from __future__ import annotations
@@ -12,53 +14,68 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from signaling import protocol
-from signaling.bus import Bus
+from signaling.connection import Connection
+from signaling.hub import Hub
+from signaling.ratelimit import PerKeyBuckets
 
 log = logging.getLogger(__name__)
 
-CommandHandler = Callable[["Connection", protocol.Envelope, bytes], Awaitable[dict[str, Any]]]
+Handler = Callable[[Connection, Any], Awaitable[dict[str, Any] | None]]
+ConnectHook = Callable[[Connection], Awaitable[None]]
+
+# Frames up to this size are read and answered with frame_too_large; bigger
+# ones close the socket (1009) because aiohttp would have to buffer them.
+READ_LIMIT = 1024 * 1024
 
 
-class Connection:
-    """One live socket, who is on the other end, and the credential they used."""
+class _Command:
+    def __init__(self, struct: type[Any], handler: Handler) -> None:
+        self.decoder = msgspec.json.Decoder(struct)
+        self.handler = handler
 
-    def __init__(
-        self, ws: web.WebSocketResponse, user_id: int, username: str, credential: str
-    ) -> None:
-        self.ws = ws
-        self.user_id = user_id
-        self.username = username
-        self.credential = credential
 
-    async def send(self, frame: bytes) -> None:
-        await self.ws.send_str(frame.decode())
+class Ping(protocol.Command):
+    pass
 
 
 class SocketServer:
-    """Accepts sockets, tracks them, dispatches their commands."""
+    """Accepts sockets, tracks them through the hub, dispatches their commands."""
 
-    def __init__(self, node_id: str, bus: Bus, heartbeat: float = 25.0) -> None:
+    def __init__(
+        self,
+        node_id: str,
+        hub: Hub,
+        *,
+        heartbeat: float = 25.0,
+        commands_per_second: float = 20.0,
+        command_burst: float = 60.0,
+    ) -> None:
         self.node_id = node_id
-        self._bus = bus
-        self._background: set[asyncio.Task[Any]] = set()
+        self.hub = hub
         self.heartbeat = heartbeat
-        self._handlers: dict[str, CommandHandler] = {"ping": self._ping}
-        self._sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
+        self._commands: dict[str, _Command] = {}
+        self._connect_hooks: list[ConnectHook] = []
+        self._rates = PerKeyBuckets(commands_per_second, command_burst)
         self._closing = False
-        self.on_open: list[Callable[[int], None]] = []
-        self.on_close: list[Callable[[int], None]] = []
+        self.on_count: list[Callable[[int], None]] = []
+        self.register("ping", Ping, self._ping)
 
-    def register(self, command_type: str, handler: CommandHandler) -> None:
-        if command_type in self._handlers:
+    def register(self, command_type: str, struct: type[Any], handler: Handler) -> None:
+        """Route ``command_type`` frames, decoded into ``struct``, to ``handler``."""
+        if command_type in self._commands:
             raise ValueError(f"a handler for {command_type!r} is already registered")
-        self._handlers[command_type] = handler
+        self._commands[command_type] = _Command(struct, handler)
+
+    def on_connect(self, hook: ConnectHook) -> None:
+        """Run for each new connection before ``hello`` (e.g. listen to the user's rooms)."""
+        self._connect_hooks.append(hook)
 
     @property
     def accepting(self) -> bool:
@@ -66,12 +83,15 @@ class SocketServer:
 
     @property
     def open_count(self) -> int:
-        return len(self._sockets)
+        return len(self.hub.connections)
 
-    async def _ping(
-        self, conn: Connection, envelope: protocol.Envelope, raw: bytes
-    ) -> dict[str, Any]:
+    async def _ping(self, conn: Connection, command: Ping) -> dict[str, Any]:
         return {"server_time": int(time.time() * 1000)}
+
+    def _count_changed(self) -> None:
+        count = self.open_count
+        for callback in self.on_count:
+            callback(count)
 
     async def handle(
         self,
@@ -81,85 +101,101 @@ class SocketServer:
         username: str,
         credential: str,
         hello: dict[str, Any],
+        context: object = None,
     ) -> web.WebSocketResponse:
-        if self._closing:
-            raise web.HTTPServiceUnavailable(reason="node is shutting down")
         ws = web.WebSocketResponse(
-            heartbeat=self.heartbeat, max_msg_size=protocol.MAX_FRAME_BYTES * 2
+            heartbeat=self.heartbeat, max_msg_size=READ_LIMIT, compress=False
         )
         await ws.prepare(request)
-        self._sockets.add(ws)
-        for callback in self.on_open:
-            callback(len(self._sockets))
-        conn = Connection(ws, user_id, username, credential)
-        subscription = await self._bus.subscribe(
-            protocol.user_topic(user_id), lambda _topic, payload: self._on_user_event(conn, payload)
+        conn = Connection(
+            ws, user_id=user_id, username=username, credential=credential, context=context
         )
-        try:
-            await conn.send(
-                protocol.encode(
-                    {
-                        "type": "hello",
-                        "node": self.node_id,
-                        "heartbeat": self.heartbeat,
-                        "server_time": int(time.time() * 1000),
-                        **hello,
-                    }
-                )
+        conn.start()
+        # hello goes first; commands are read only once the product's hooks have
+        # subscribed the connection, so a `sync` never races its subscriptions.
+        conn.push(
+            protocol.encode(
+                {
+                    "type": "hello",
+                    "node": self.node_id,
+                    "heartbeat": self.heartbeat,
+                    "server_time": int(time.time() * 1000),
+                    **hello,
+                }
             )
+        )
+        await self.hub.add(conn)
+        self._count_changed()
+        try:
+            for hook in self._connect_hooks:
+                await hook(conn)
             async for message in ws:
                 if message.type == WSMsgType.TEXT:
                     await self._dispatch(conn, message.data)
                 elif message.type == WSMsgType.BINARY:
-                    await conn.send(
+                    conn.push_answer(
                         protocol.error(None, "bad_frame", "Send commands as JSON text frames.")
                     )
                 elif message.type == WSMsgType.ERROR:
                     break
         finally:
-            await subscription.close()
-            self._sockets.discard(ws)
-            for callback in self.on_close:
-                callback(len(self._sockets))
+            await conn.stop()
+            await self.hub.remove(conn)
+            self._count_changed()
         return ws
-
-    def _on_user_event(self, conn: Connection, payload: bytes) -> None:
-        revocation = protocol.read_revocation(payload)
-        if revocation is not None and revocation.ends(conn.credential):
-            task = asyncio.create_task(
-                conn.ws.close(code=protocol.SESSION_ENDED_CLOSE_CODE, message=b"session ended")
-            )
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
 
     async def _dispatch(self, conn: Connection, raw: str) -> None:
         command_id: str | None = None
         try:
             envelope, data = protocol.parse_envelope(raw)
             command_id = envelope.id
-            handler = self._handlers.get(envelope.type)
-            if handler is None:
+            command = self._commands.get(envelope.type)
+            if command is None:
                 raise protocol.FrameError(
                     "unknown_type", f"There is no command '{envelope.type}'.", command_id
                 )
-            result = await handler(conn, envelope, data)
-            await conn.send(protocol.ok(envelope.id, **result))
+            wait = self._rates.take(conn.user_id)
+            if wait:
+                conn.push_answer(
+                    protocol.error(
+                        command_id,
+                        "rate_limited",
+                        "Too many commands; slow down.",
+                        retry_after_ms=int(wait * 1000) + 1,
+                    )
+                )
+                return
+            try:
+                parsed = command.decoder.decode(data)
+            except msgspec.ValidationError as exc:
+                raise protocol.FrameError(
+                    "invalid_field",
+                    f"The '{envelope.type}' command is not valid: {exc}.",
+                    command_id,
+                ) from None
+            result = await command.handler(conn, parsed)
+            conn.push_answer(protocol.ok(envelope.id, **(result or {})))
         except protocol.FrameError as exc:
-            await conn.send(protocol.error(exc.command_id or command_id, exc.code, exc.message))
+            conn.push_answer(protocol.error(exc.command_id or command_id, exc.code, exc.message))
+        except protocol.CommandError as exc:
+            conn.push_answer(protocol.error(command_id, exc.code, exc.message, **exc.extra))
         except Exception:
             log.exception("socket command failed user=%s", conn.username)
-            await conn.send(
+            conn.push_answer(
                 protocol.error(command_id, "internal", "The server could not do this command.")
             )
+        finally:
+            callbacks, conn.after_answer = conn.after_answer, []
+            for callback in callbacks:
+                callback()
 
     async def close_all(self) -> None:
         """Tell every client this node is going away, so they reconnect elsewhere."""
         self._closing = True
-        sockets = list(self._sockets)
         await asyncio.gather(
             *(
-                ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
-                for ws in sockets
+                conn.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+                for conn in self.hub.connections
             ),
             return_exceptions=True,
         )

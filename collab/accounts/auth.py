@@ -86,12 +86,14 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         return await handler(request)
     identity = await resolve_identity(request)
     if identity is None:
-        ended = SESSION_COOKIE in request.cookies
+        if SESSION_COOKIE in request.cookies:
+            raise Unauthenticated(
+                "Your session has ended. Sign in again.",
+                code="session_ended",
+                headers={"Set-Cookie": _expired_cookie(request)},
+            )
         raise Unauthenticated(
-            "Your session has ended. Sign in again."
-            if ended
-            else "Sign in, or send an API token as 'Authorization: Bearer <token>'.",
-            code="session_ended" if ended else "unauthenticated",
+            "Sign in, or send an API token as 'Authorization: Bearer <token>'.",
         )
     if unsafe and identity.session is not None:
         sent = request.headers.get(CSRF_HEADER, "")
@@ -138,6 +140,13 @@ def set_session_cookie(request: web.Request, response: web.StreamResponse, secre
         samesite="Lax",
         secure=config.secure_cookies,
     )
+
+
+def _expired_cookie(request: web.Request) -> str:
+    """A Set-Cookie value that makes the browser forget a dead session cookie."""
+    response = web.Response()
+    clear_session_cookie(request, response)
+    return response.cookies[SESSION_COOKIE].OutputString()
 
 
 def clear_session_cookie(request: web.Request, response: web.StreamResponse) -> None:

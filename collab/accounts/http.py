@@ -212,7 +212,13 @@ async def delete_invitation(request: web.Request) -> web.Response:
 @public
 async def get_invitation(request: web.Request) -> web.Response:
     invitation = await request.app[ACCOUNTS].usable_invitation(request.match_info["code"])
-    return json_response({"role": invitation.role, "expires_at": invitation.expires_at})
+    return json_response(
+        {
+            "role": invitation.role,
+            "expires_at": invitation.expires_at,
+            "first_run": invitation.created_by is None and invitation.role == "admin",
+        }
+    )
 
 
 @public

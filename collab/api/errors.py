@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from signaling.protocol import CommandError
 
-class ApiError(Exception):
+
+class ApiError(CommandError):
+    """A refusal with an HTTP status; on the socket it becomes an error answer."""
+
     status = 400
     code = "bad_request"
 
@@ -23,14 +27,10 @@ class ApiError(Exception):
         headers: dict[str, str] | None = None,
         **extra: Any,
     ) -> None:
-        super().__init__(message)
-        self.message = message
-        if code is not None:
-            self.code = code
+        super().__init__(message, code=code, **extra)
         if status is not None:
             self.status = status
         self.headers = headers or {}
-        self.extra = extra
 
     def body(self) -> dict[str, Any]:
         return {"error": {"code": self.code, "message": self.message, **self.extra}}

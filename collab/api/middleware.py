@@ -145,3 +145,6 @@ async def add_security_headers(request: web.Request, response: web.StreamRespons
         headers.setdefault("Strict-Transport-Security", "max-age=31536000")
     if request.path.startswith("/api/"):
         headers.setdefault("Cache-Control", "no-store")
+    else:
+        # Revalidate the web client's files, so an upgrade reaches browsers at once.
+        headers.setdefault("Cache-Control", "no-cache")

@@ -2,7 +2,11 @@
 
 SQLite gets WAL (readers do not block the writer), a busy timeout (a writer
 waits instead of failing at once) and foreign keys switched on, on every
-connection, because SQLite forgets pragmas per connection.
+connection, because SQLite forgets pragmas per connection. We issue BEGIN
+ourselves (the driver's own transaction handling breaks SAVEPOINTs), and a
+write transaction starts with ``BEGIN IMMEDIATE``: it takes the write lock
+up front, so two writers queue on the busy timeout instead of one failing
+with "database is locked" when both try to upgrade a read lock.
 """
 
 from __future__ import annotations
@@ -33,8 +37,10 @@ class Store:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """A connection inside a transaction that commits on success, rolls back on error."""
-        async with self.engine.begin() as conn:
-            yield conn
+        async with self.engine.connect() as conn:
+            await conn.execution_options(collab_write=True)
+            async with conn.begin():
+                yield conn
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -50,12 +56,18 @@ class Store:
 
 
 def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _on_sqlite_begin(conn: Any) -> None:
+    write = conn.get_execution_options().get("collab_write", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 def create_engine(url: str) -> AsyncEngine:
@@ -65,6 +77,7 @@ def create_engine(url: str) -> AsyncEngine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
+        event.listen(engine.sync_engine, "begin", _on_sqlite_begin)
         return engine
     return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
 

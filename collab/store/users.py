@@ -98,3 +98,19 @@ async def update(conn: AsyncConnection, user_id: int, *, now: int, **fields: Any
         .returning(*users.c)
     )
     return _record(result.one())
+
+
+async def by_ids(conn: AsyncConnection, ids: list[int] | set[int]) -> dict[int, UserRecord]:
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    query = users.select().where(users.c.id.in_(wanted))
+    return {row.id: _record(row) for row in (await conn.execute(query)).all()}
+
+
+async def by_usernames(conn: AsyncConnection, names: list[str] | set[str]) -> dict[str, UserRecord]:
+    wanted = sorted(set(names))
+    if not wanted:
+        return {}
+    query = users.select().where(users.c.username.in_(wanted))
+    return {row.username: _record(row) for row in (await conn.execute(query)).all()}

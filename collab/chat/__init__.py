@@ -1,0 +1,1 @@
+"""Chat: rooms, direct messages, messages, history and resume."""

@@ -1,0 +1,190 @@
+"""Chat over the socket: the commands, and keeping each connection on its rooms' topics.
+
+A connection listens to ``room:<id>`` for every room its user is in. When
+the user is added to or removed from a room (on any node), the
+``room.joined`` / ``room.left`` event on their user topic moves the
+subscription; messages that raced the move are found by ``sync``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+import msgspec
+
+from collab.accounts.models import Identity
+from collab.chat.service import MAX_PAGE, ChatService, SyncPoint, room_topic
+from signaling.connection import Connection
+from signaling.hub import Hub
+from signaling.protocol import Command
+from signaling.ws import SocketServer
+
+Body = Annotated[str, msgspec.Meta(max_length=20_000)]
+Seq = Annotated[int, msgspec.Meta(ge=0)]
+
+
+class Send(Command):
+    room: int
+    body: Body = ""
+    client_msg_id: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    reply_to: int | None = None
+    files: Annotated[list[int], msgspec.Meta(max_length=10)] = []
+
+
+class Edit(Command):
+    message: int
+    body: Body
+
+
+class Delete(Command):
+    message: int
+
+
+class React(Command):
+    message: int
+    emoji: Annotated[str, msgspec.Meta(max_length=64)]
+    on: bool = True
+
+
+class History(Command):
+    room: int
+    before: Seq | None = None
+    after: Seq | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_PAGE)] = 50
+
+
+class Read(Command):
+    room: int
+    seq: Seq
+
+
+class Typing(Command):
+    room: int
+
+
+class Sync(Command):
+    rooms: Annotated[list[SyncPoint], msgspec.Meta(max_length=5000)] = []
+
+
+class _Event(msgspec.Struct):
+    type: str = ""
+    room: Any = None
+    seq: int | None = None
+
+
+class ChatSockets:
+    """Registers chat commands on the socket server and keeps subscriptions right."""
+
+    def __init__(self, chat: ChatService, hub: Hub) -> None:
+        self._chat = chat
+        self._hub = hub
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def install(self, sockets: SocketServer) -> None:
+        sockets.on_connect(self._on_connect)
+        self._hub.add_user_watcher(self._watch_membership)
+        sockets.register("chat.send", Send, self._send)
+        sockets.register("chat.edit", Edit, self._edit)
+        sockets.register("chat.delete", Delete, self._delete)
+        sockets.register("chat.react", React, self._react)
+        sockets.register("chat.history", History, self._history)
+        sockets.register("chat.read", Read, self._read)
+        sockets.register("chat.typing", Typing, self._typing)
+        sockets.register("sync", Sync, self._sync)
+
+    @staticmethod
+    async def _identity(conn: Connection) -> Identity:
+        """Who the socket belongs to, as checked when it connected (``conn.context``)."""
+        identity = conn.context
+        assert isinstance(identity, Identity)
+        return identity
+
+    async def _on_connect(self, conn: Connection) -> None:
+        identity = await self._identity(conn)
+        for summary in await self._chat.my_rooms(identity):
+            await self._hub.listen(conn, room_topic(summary.room.id))
+
+    def _watch_membership(self, conn: Connection, payload: bytes) -> bool:
+        if b'"room.' not in payload[:32]:
+            return True
+        try:
+            event = msgspec.json.decode(payload, type=_Event)
+        except msgspec.MsgspecError:
+            return True
+        if event.type == "room.joined" and isinstance(event.room, dict):
+            self._spawn(self._hub.listen(conn, room_topic(int(event.room["id"]))))
+        elif event.type == "room.left" and isinstance(event.room, int):
+            self._spawn(self._hub.unlisten(conn, room_topic(event.room)))
+        return True
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, conn: Connection, cmd: Send) -> dict[str, Any]:
+        message, created = await self._chat.send(
+            await self._identity(conn),
+            cmd.room,
+            cmd.body,
+            client_msg_id=cmd.client_msg_id,
+            reply_to=cmd.reply_to,
+            file_ids=cmd.files,
+        )
+        return {"message": message, "duplicate": not created}
+
+    async def _edit(self, conn: Connection, cmd: Edit) -> dict[str, Any]:
+        return {"message": await self._chat.edit(await self._identity(conn), cmd.message, cmd.body)}
+
+    async def _delete(self, conn: Connection, cmd: Delete) -> dict[str, Any]:
+        return {"message": await self._chat.delete(await self._identity(conn), cmd.message)}
+
+    async def _react(self, conn: Connection, cmd: React) -> dict[str, Any]:
+        message = await self._chat.react(
+            await self._identity(conn), cmd.message, cmd.emoji, on=cmd.on
+        )
+        return {"message": message}
+
+    async def _history(self, conn: Connection, cmd: History) -> dict[str, Any]:
+        messages, more = await self._chat.history(
+            await self._identity(conn),
+            cmd.room,
+            before=cmd.before,
+            after=cmd.after,
+            limit=cmd.limit,
+        )
+        return {"messages": messages, "more": more}
+
+    async def _read(self, conn: Connection, cmd: Read) -> dict[str, Any]:
+        return {"seq": await self._chat.mark_read(await self._identity(conn), cmd.room, cmd.seq)}
+
+    async def _typing(self, conn: Connection, cmd: Typing) -> dict[str, Any]:
+        await self._chat.typing(await self._identity(conn), cmd.room)
+        return {}
+
+    async def _sync(self, conn: Connection, cmd: Sync) -> dict[str, Any]:
+        """What the client missed, then live events: held back meanwhile, without repeats."""
+        conn.hold()
+        try:
+            result = await self._chat.sync(await self._identity(conn), cmd.rooms)
+        except BaseException:
+            conn.release(lambda _frame: True)
+            raise
+        for summary in result["rooms"]:
+            await self._hub.listen(conn, room_topic(summary.room.id))
+        newest = {
+            m["room"]: max((v.seq for v in m["messages"]), default=0) for m in result["missed"]
+        }
+
+        def not_seen(frame: bytes) -> bool:
+            if not frame.startswith(b'{"type":"chat.message",'):
+                return True
+            try:
+                event = msgspec.json.decode(frame, type=_Event)
+            except msgspec.MsgspecError:
+                return True
+            return event.seq is None or event.seq > newest.get(event.room, 0)
+
+        conn.after_answer.append(lambda: conn.release(not_seen))
+        return result

@@ -1,0 +1,63 @@
+"""SQL for uploaded files: metadata only; the bytes live under the data directory."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from collab.store.schema import files
+
+
+class FileRecord(msgspec.Struct, frozen=True):
+    id: int
+    sha256: str
+    size: int
+    content_type: str
+    name: str
+    uploader_id: int | None
+    room_id: int
+    message_id: int | None
+    width: int | None
+    height: int | None
+    has_thumbnail: bool
+    created_at: int
+
+
+def _record(row: sa.Row[Any]) -> FileRecord:
+    return FileRecord(**row._mapping)
+
+
+async def of_messages(
+    conn: AsyncConnection, message_ids: Iterable[int]
+) -> dict[int, list[FileRecord]]:
+    wanted = sorted(set(message_ids))
+    if not wanted:
+        return {}
+    query = files.select().where(files.c.message_id.in_(wanted)).order_by(files.c.id)
+    found: dict[int, list[FileRecord]] = {}
+    for row in (await conn.execute(query)).all():
+        found.setdefault(row.message_id, []).append(_record(row))
+    return found
+
+
+async def attach(
+    conn: AsyncConnection, file_ids: list[int], *, message_id: int, room_id: int, uploader_id: int
+) -> int:
+    """Attach the uploader's unattached files of this room to a message; returns how many."""
+    if not file_ids:
+        return 0
+    query = (
+        files.update()
+        .where(
+            files.c.id.in_(file_ids),
+            files.c.room_id == room_id,
+            files.c.uploader_id == uploader_id,
+            files.c.message_id.is_(None),
+        )
+        .values(message_id=message_id)
+    )
+    return (await conn.execute(query)).rowcount

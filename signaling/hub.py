@@ -1,0 +1,99 @@
+"""This node's live connections and the topics each listens to.
+
+The hub subscribes to a bus topic when its first local connection starts
+listening and unsubscribes when the last one stops. An event arrives from
+the bus once per node as bytes and is queued, as the same bytes, on every
+local connection that listens: encoded once, sent many times.
+
+Products can watch events on ``user:<id>`` topics before they are sent
+(``add_user_watcher``): to close sockets whose sign-in ended, or to start
+listening to a room the user was just added to.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from signaling.bus import Bus, Subscription
+from signaling.connection import Connection
+from signaling.protocol import SESSION_ENDED_CLOSE_CODE, read_revocation, user_topic
+
+log = logging.getLogger(__name__)
+
+# Returns False to keep the event from being sent to this connection.
+UserWatcher = Callable[[Connection, bytes], bool]
+
+
+class Hub:
+    def __init__(self, bus: Bus) -> None:
+        self._bus = bus
+        self._listeners: dict[str, set[Connection]] = {}
+        self._subscriptions: dict[str, Subscription] = {}
+        self._by_user: dict[int, set[Connection]] = {}
+        self._user_watchers: list[UserWatcher] = [self._end_revoked]
+        self.delivered = 0
+
+    def add_user_watcher(self, watcher: UserWatcher) -> None:
+        self._user_watchers.append(watcher)
+
+    @property
+    def connections(self) -> list[Connection]:
+        return [conn for conns in self._by_user.values() for conn in conns]
+
+    def connections_of(self, user_id: int) -> set[Connection]:
+        return self._by_user.get(user_id, set())
+
+    async def add(self, conn: Connection) -> None:
+        self._by_user.setdefault(conn.user_id, set()).add(conn)
+        await self.listen(conn, user_topic(conn.user_id))
+
+    async def remove(self, conn: Connection) -> None:
+        for topic in tuple(conn.topics):
+            await self.unlisten(conn, topic)
+        users = self._by_user.get(conn.user_id)
+        if users is not None:
+            users.discard(conn)
+            if not users:
+                del self._by_user[conn.user_id]
+
+    async def listen(self, conn: Connection, topic: str) -> None:
+        if topic in conn.topics:
+            return
+        conn.topics.add(topic)
+        listeners = self._listeners.setdefault(topic, set())
+        listeners.add(conn)
+        if topic not in self._subscriptions:
+            self._subscriptions[topic] = await self._bus.subscribe(topic, self._deliver)
+
+    async def unlisten(self, conn: Connection, topic: str) -> None:
+        conn.topics.discard(topic)
+        listeners = self._listeners.get(topic)
+        if listeners is None:
+            return
+        listeners.discard(conn)
+        if not listeners:
+            del self._listeners[topic]
+            subscription = self._subscriptions.pop(topic, None)
+            if subscription is not None:
+                await subscription.close()
+
+    def _deliver(self, topic: str, payload: bytes) -> None:
+        listeners = self._listeners.get(topic)
+        if not listeners:
+            return
+        watch = topic.startswith("user:")
+        for conn in tuple(listeners):
+            if watch and not all(watcher(conn, payload) for watcher in self._user_watchers):
+                continue
+            if conn.push(payload):
+                self.delivered += 1
+
+    @staticmethod
+    def _end_revoked(conn: Connection, payload: bytes) -> bool:
+        revocation = read_revocation(payload)
+        if revocation is None:
+            return True
+        if revocation.ends(conn.credential):
+            conn.close_soon(SESSION_ENDED_CLOSE_CODE, b"session ended")
+        return False
