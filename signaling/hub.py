@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from signaling.bus import Bus, Subscription
 from signaling.connection import Connection
-from signaling.protocol import SESSION_ENDED_CLOSE_CODE, read_revocation, user_topic
+from signaling.protocol import SESSION_ENDED_CLOSE_CODE, encode, read_revocation, user_topic
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ class Hub:
         self._by_user: dict[int, set[Connection]] = {}
         self._user_watchers: list[UserWatcher] = [self._end_revoked]
         self.delivered = 0
+        bus.add_gap_listener(self._tell_everyone_to_sync)
 
     def add_user_watcher(self, watcher: UserWatcher) -> None:
         self._user_watchers.append(watcher)
@@ -88,6 +89,12 @@ class Hub:
                 continue
             if conn.push(payload):
                 self.delivered += 1
+
+    def _tell_everyone_to_sync(self) -> None:
+        """The bus may have dropped events (Redis was away): every client asks for them."""
+        notice = encode({"type": "sync.needed", "reason": "bus_gap"})
+        for conn in self.connections:
+            conn.push(notice)
 
     @staticmethod
     def _end_revoked(conn: Connection, payload: bytes) -> bool:

@@ -56,3 +56,77 @@ async def test_sign_out_and_deactivation_reach_every_node(
     await node_b.post("/api/v1/login", json={"username": "root", "password": "wrong one"})
     blocked = await node_a.post("/api/v1/login", json={"username": "root", "password": PASSWORD})
     assert blocked.status == 429
+
+
+async def test_users_on_different_nodes_chat(
+    aiohttp_client: Any, make_app: Any, pg_url: str, redis_server: RedisServer, tmp_path: Any
+) -> None:
+    from tests.chat_helpers import Person
+
+    node_a = await aiohttp_client(
+        make_app(database_url=pg_url, redis_url=redis_server.url, data_dir=tmp_path / "a")
+    )
+    node_b = await aiohttp_client(
+        make_app(database_url=pg_url, redis_url=redis_server.url, data_dir=tmp_path / "b")
+    )
+    ana = await Person.create(node_a, "ana")
+    bob = Person(node_b, "bob")
+    bob.user_id = (await add_user(node_b.app, "bob")).id
+    await bob.sign_in()
+    room = await ana.room("channel", "across", ["bob"])
+    ana_ws, bob_ws = await ana.socket(), await bob.socket()
+
+    sent = await ana_ws.command("chat.send", room=room["id"], body="from A", client_msg_id="a1")
+    event = await bob_ws.next_event("chat.message")
+    assert (event["body"], event["seq"], event["sender"]["username"]) == ("from A", 1, "ana")
+    assert event["id"] == sent["message"]["id"]
+    await bob_ws.command("chat.send", room=room["id"], body="from B")
+    mine = await ana_ws.next_event("chat.message")
+    while mine["body"] != "from B":
+        mine = await ana_ws.next_event("chat.message")
+    assert mine["seq"] == 2
+
+    await bob_ws.command("chat.typing", room=room["id"])
+    typing = await ana_ws.next_event("chat.typing")
+    assert typing["user"]["username"] == "bob"
+
+    # bob reads on node B; his other device on node A learns it.
+    bob_on_a = Person(node_a, "bob")
+    await bob_on_a.sign_in()
+    bob_laptop = await bob_on_a.socket()
+    await bob_ws.command("chat.read", room=room["id"], seq=2)
+    marker = await bob_laptop.next_event("chat.read")
+    assert marker["seq"] == 2
+
+    # Added on node A, live on node B at once.
+    other = await ana.room("private", "later")
+    await ana.call("POST", f"/api/v1/rooms/{other['id']}/members", 200, json={"username": "bob"})
+    assert (await bob_ws.next_event("room.joined"))["room"]["id"] == other["id"]
+    for ws in (ana_ws, bob_ws, bob_laptop):
+        await ws.close()
+    for person in (ana, bob, bob_on_a):
+        await person.close()
+
+
+async def test_after_a_redis_restart_clients_are_told_to_sync(
+    aiohttp_client: Any, make_app: Any, pg_url: str, redis_server: RedisServer, tmp_path: Any
+) -> None:
+    from tests.chat_helpers import Person
+
+    node = await aiohttp_client(
+        make_app(database_url=pg_url, redis_url=redis_server.url, data_dir=tmp_path / "a")
+    )
+    ana, bob = await Person.create(node, "ana"), await Person.create(node, "bob")
+    room = await ana.room("channel", "r", ["bob"])
+    bob_ws = await bob.socket()
+    redis_server.stop()
+    # Sent while the bus is down: saved, but nobody hears of it live.
+    lost_live = await ana.post(room["id"], "during the outage")
+    redis_server.start()
+    notice = await bob_ws.next_event("sync.needed", timeout=20)
+    assert notice["reason"] == "bus_gap"
+    answer = await bob_ws.command("sync", rooms=[{"room": room["id"], "seq": 0}])
+    assert [m["id"] for m in answer["missed"][0]["messages"]] == [lost_live["id"]]
+    await bob_ws.close()
+    await ana.close()
+    await bob.close()

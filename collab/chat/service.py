@@ -108,11 +108,28 @@ class ChatService:
     # -- access -----------------------------------------------------------------
 
     async def _room_for(
-        self, conn: AsyncConnection, identity: Identity, room_id: int
+        self,
+        conn: AsyncConnection,
+        identity: Identity,
+        room_id: int,
+        *,
+        admin_may_manage: bool = False,
     ) -> tuple[RoomRecord, MemberRecord]:
-        """The room and the caller's membership; strangers learn nothing about private rooms."""
+        """The room and the caller's membership; strangers learn nothing about private rooms.
+
+        With ``admin_may_manage``, an administrator who is not a member may still
+        manage a channel or private room (archive it, rename it, remove people).
+        """
         room = await room_sql.by_id(conn, room_id)
         mine = await room_sql.member(conn, room_id, identity.user.id) if room else None
+        if (
+            room is not None
+            and mine is None
+            and admin_may_manage
+            and identity.is_admin
+            and room.kind in ("channel", "private")
+        ):
+            mine = MemberRecord(room.id, identity.user.id, "admin", 0, 0, "default")
         if room is None or (mine is None and room.kind != "channel"):
             raise NotFound("There is no such room, or you are not in it.", code="room_not_found")
         if mine is None:
@@ -491,7 +508,7 @@ class ChatService:
     async def remove_member(self, identity: Identity, room_id: int, username: str) -> None:
         notes: list[MessageRecord] = []
         async with self._store.transaction() as conn:
-            room, mine = await self._room_for(conn, identity, room_id)
+            room, mine = await self._room_for(conn, identity, room_id, admin_may_manage=True)
             if room.kind in ("dm", "group"):
                 raise BadRequest("A direct conversation keeps its people.", code="fixed_membership")
             if not self._may_manage(identity, room, mine):
@@ -541,7 +558,7 @@ class ChatService:
     ) -> RoomView:
         notes: list[MessageRecord] = []
         async with self._store.transaction() as conn:
-            room, mine = await self._room_for(conn, identity, room_id)
+            room, mine = await self._room_for(conn, identity, room_id, admin_may_manage=True)
             if room.kind in ("dm", "group") and (name is not None or archived is not None):
                 raise BadRequest(
                     "Direct conversations have no name and are not archived.",
