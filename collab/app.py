@@ -24,15 +24,33 @@ from collab.accounts.service import DAY_MS, HOUR_MS, AccountService
 from collab.accounts.throttle import LoginThrottle
 from collab.api import openapi
 from collab.api.middleware import add_security_headers, json_errors, request_context
-from collab.appkeys import ACCOUNTS, BUS, CHAT, CLOCK, CONFIG, METRICS, SOCKETS, STORE
+from collab.appkeys import (
+    ACCOUNTS,
+    BUS,
+    CHAT,
+    CLOCK,
+    CONFIG,
+    FILES,
+    METRICS,
+    SEARCH,
+    SOCKETS,
+    STORE,
+    WEBHOOKS,
+)
 from collab.chat import http as chat_http
-from collab.chat.realtime import ChatSockets
+from collab.chat.realtime import ChatSockets, install_search
 from collab.chat.service import ChatService
 from collab.config import Config
+from collab.files import http as files_http
+from collab.files.service import FileService
 from collab.ops import http as ops_http
 from collab.ops.metrics import Metrics
+from collab.search import http as search_http
+from collab.search.service import SearchService
 from collab.store import migrate, open_store
 from collab.store import sessions as session_sql
+from collab.webhooks import http as webhooks_http
+from collab.webhooks.service import WebhookService
 from signaling.bus import create_bus
 from signaling.hub import Hub
 from signaling.ws import SocketServer
@@ -73,10 +91,21 @@ def create_app(
         public_url=config.effective_public_url,
     )
     hub = Hub(bus)
-    sockets = SocketServer(config.effective_node_id, hub)
+    sockets = SocketServer(
+        config.effective_node_id,
+        hub,
+        heartbeat=config.ws_heartbeat,
+        commands_per_second=config.ws_commands_per_second,
+        command_burst=config.ws_command_burst,
+    )
     sockets.on_count.append(metrics.open_sockets.set)
-    chat = ChatService(store, bus, clock)
+    chat = ChatService(store, bus, clock, on_message=metrics.chat_messages.labels)
+    metrics.read_counter(
+        "collab_ws_deliveries", "Events queued to local sockets", lambda: hub.delivered
+    )
     ChatSockets(chat, hub).install(sockets)
+    search = SearchService(store, chat)
+    install_search(sockets, search)
 
     app[CONFIG] = config
     app[CLOCK] = clock
@@ -86,6 +115,9 @@ def create_app(
     app[ACCOUNTS] = accounts
     app[SOCKETS] = sockets
     app[CHAT] = chat
+    app[SEARCH] = search
+    app[WEBHOOKS] = WebhookService(store, chat, clock, public_url=config.effective_public_url)
+    app[FILES] = FileService.from_config(config, store, chat, clock)
 
     app.on_response_prepare.append(add_security_headers)
     app.cleanup_ctx.append(_lifecycle(announce_first_run, throttle))
@@ -94,6 +126,9 @@ def create_app(
     ops_http.add_routes(app)
     accounts_http.add_routes(app)
     chat_http.add_routes(app)
+    search_http.add_routes(app)
+    webhooks_http.add_routes(app)
+    files_http.add_routes(app)
     openapi.add_routes(app)
     realtime.add_routes(app)
     _add_web_client(app)

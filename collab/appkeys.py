@@ -12,8 +12,11 @@ if TYPE_CHECKING:
     from collab.accounts.service import AccountService
     from collab.chat.service import ChatService
     from collab.config import Config
+    from collab.files.service import FileService
     from collab.ops.metrics import Metrics
+    from collab.search.service import SearchService
     from collab.store import Store
+    from collab.webhooks.service import WebhookService
     from signaling.bus import LocalBus, RedisBus
     from signaling.ws import SocketServer
 
@@ -25,3 +28,6 @@ CLOCK: web.AppKey[Callable[[], int]] = web.AppKey("clock")
 ACCOUNTS: web.AppKey[AccountService] = web.AppKey("accounts")
 SOCKETS: web.AppKey[SocketServer] = web.AppKey("sockets")
 CHAT: web.AppKey[ChatService] = web.AppKey("chat")
+FILES: web.AppKey[FileService] = web.AppKey("files")
+SEARCH: web.AppKey[SearchService] = web.AppKey("search")
+WEBHOOKS: web.AppKey[WebhookService] = web.AppKey("webhooks")

@@ -75,6 +75,13 @@ def _parse_positive_int(raw: str) -> int:
     return value
 
 
+def _parse_non_negative_int(raw: str) -> int:
+    value = _int(raw)
+    if value < 0:
+        raise ValueError("must be zero or more")
+    return value
+
+
 def _parse_networks(raw: str) -> tuple[str, ...]:
     items = tuple(part.strip() for part in raw.split(",") if part.strip())
     for item in items:
@@ -176,6 +183,27 @@ class Config:
     )
     shutdown_timeout: float = _setting(
         10.0, "seconds to let open requests finish on shutdown", _parse_positive_float
+    )
+    upload_max_mb: int = _setting(
+        100, "largest file one upload may be, in MB", _parse_positive_int, "MB"
+    )
+    user_quota_mb: int = _setting(
+        10240,
+        "total MB each user's uploads may take; 0 means unlimited",
+        _parse_non_negative_int,
+        "MB",
+    )
+    ws_heartbeat: float = _setting(
+        25.0,
+        "seconds between WebSocket pings; a socket silent for 1.5 of them is closed",
+        _parse_positive_float,
+        "SECONDS",
+    )
+    ws_commands_per_second: float = _setting(
+        20.0, "socket commands each user may send per second, on average", _parse_positive_float
+    )
+    ws_command_burst: float = _setting(
+        60.0, "socket commands each user may send in one burst", _parse_positive_float
     )
 
     @property

@@ -157,3 +157,21 @@ async def test_bad_chat_commands_get_errors_and_the_socket_stays(
     await ws.close()
     await ana.close()
     await bob.close()
+
+
+async def test_a_silent_socket_is_closed_within_two_heartbeats(
+    aiohttp_client: Any, make_app: Any
+) -> None:
+    client = await aiohttp_client(make_app(ws_heartbeat=1.0))
+    ana = await Person.create(client, "ana")
+    # autoping=False: the client does not answer the server's pings, like a dead peer.
+    ws = await ana.http.ws_connect("/ws", autoping=False)
+    started = asyncio.get_running_loop().time()
+    async with asyncio.timeout(5):
+        async for message in ws:
+            if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+                break
+    # Two intervals, plus slack for a busy machine.
+    assert asyncio.get_running_loop().time() - started < 2 * 1.0 + 1.0
+    assert ws.closed
+    await ana.close()

@@ -119,3 +119,19 @@ async def test_shutdown_closes_sockets_with_going_away(aiohttp_client: Any, make
     assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
     assert ws.close_code == aiohttp.WSCloseCode.GOING_AWAY
     await closing
+
+
+async def test_metrics_count_chat_messages_and_deliveries(client: TestClient[Any, Any]) -> None:
+    from tests.chat_helpers import Person
+
+    ana = await Person.create(client, "ana")
+    room = await ana.room("channel", "m")
+    ws = await ana.socket()
+    await ana.post(room["id"], "one")
+    await ws.next_event("chat.message")
+    text = await (await client.get("/metrics")).text()
+    assert 'collab_chat_messages_total{kind="user"} 1.0' in text
+    deliveries = [line for line in text.splitlines() if line.startswith("collab_ws_deliveries")]
+    assert deliveries and float(deliveries[0].split()[-1]) >= 1
+    await ws.close()
+    await ana.close()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import msgspec
 
+from collab.store.files import FileRecord
+
 ROOM_KINDS = ("channel", "private", "dm", "group")
 
 
@@ -36,6 +38,20 @@ class FileRef(msgspec.Struct, frozen=True):
     thumbnail_url: str | None
     width: int | None
     height: int | None
+
+
+def file_ref(record: FileRecord) -> FileRef:
+    """How a stored file appears in messages and upload answers."""
+    return FileRef(
+        id=record.id,
+        name=record.name,
+        size=record.size,
+        content_type=record.content_type,
+        url=f"/api/v1/files/{record.id}",
+        thumbnail_url=f"/api/v1/files/{record.id}/thumbnail" if record.has_thumbnail else None,
+        width=record.width,
+        height=record.height,
+    )
 
 
 class MessageView(msgspec.Struct, frozen=True):

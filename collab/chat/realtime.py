@@ -15,6 +15,7 @@ import msgspec
 
 from collab.accounts.models import Identity
 from collab.chat.service import MAX_PAGE, ChatService, SyncPoint, room_topic
+from collab.search import service as search_rules
 from signaling.connection import Connection
 from signaling.hub import Hub
 from signaling.protocol import Command
@@ -188,3 +189,29 @@ class ChatSockets:
 
         conn.after_answer.append(lambda: conn.release(not_seen))
         return result
+
+
+class Search(Command):
+    """``chat.search``: the fields of ``GET /api/v1/search``."""
+
+    q: search_rules.Query = ""
+    room: search_rules.RoomId | None = None
+    sender: search_rules.Sender | None = None
+    after: search_rules.Millis | None = None
+    before: search_rules.Millis | None = None
+    limit: search_rules.Limit = 20
+    offset: search_rules.Offset = 0
+
+
+def install_search(sockets: SocketServer, search: search_rules.SearchService) -> None:
+    """Register ``chat.search``; apart from ChatSockets because search is its own service."""
+
+    async def handle(conn: Connection, cmd: Search) -> dict[str, Any]:
+        identity = conn.context
+        assert isinstance(identity, Identity)
+        fields = msgspec.structs.asdict(cmd)
+        del fields["id"], fields["type"]
+        page = await search.search(identity, search_rules.SearchQuery(**fields))
+        return {"results": page.results, "next_offset": page.next_offset}
+
+    sockets.register("chat.search", Search, handle)

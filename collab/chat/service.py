@@ -23,7 +23,6 @@ from collab.accounts.models import Identity
 from collab.api.errors import BadRequest, Conflict, Forbidden, NotFound
 from collab.chat.models import (
     ChannelListing,
-    FileRef,
     MemberView,
     MessageView,
     ReactionView,
@@ -32,6 +31,7 @@ from collab.chat.models import (
     RoomView,
     UserRef,
     event,
+    file_ref,
 )
 from collab.store import Store
 from collab.store import files as file_sql
@@ -90,10 +90,19 @@ class SyncPoint(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class ChatService:
-    def __init__(self, store: Store, bus: Bus, clock: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        bus: Bus,
+        clock: Callable[[], int],
+        *,
+        on_message: Callable[[str], Any] | None = None,
+    ) -> None:
         self._store = store
         self._bus = bus
         self._clock = clock
+        # Metrics hook: called with a message kind, returns something with .inc().
+        self._on_message = on_message
 
     # -- publishing -----------------------------------------------------------
 
@@ -231,23 +240,7 @@ class ChatService:
                     ),
                     mentions_room=None in mention_ids,
                     reactions=[ReactionView(e, len(us), us) for e, us in grouped.items()],
-                    files=[]
-                    if deleted
-                    else [
-                        FileRef(
-                            id=f.id,
-                            name=f.name,
-                            size=f.size,
-                            content_type=f.content_type,
-                            url=f"/api/v1/files/{f.id}",
-                            thumbnail_url=f"/api/v1/files/{f.id}/thumbnail"
-                            if f.has_thumbnail
-                            else None,
-                            width=f.width,
-                            height=f.height,
-                        )
-                        for f in attached.get(m.id, [])
-                    ],
+                    files=[] if deleted else [file_ref(f) for f in attached.get(m.id, [])],
                     client_msg_id=m.client_msg_id,
                     change=m.change_seq,
                     meta=m.meta,
@@ -737,7 +730,12 @@ class ChatService:
                 assert earlier is not None
                 return await self._idempotent(conn, identity, earlier, room_id), False
         await self._publish(room_topic(room_id), event("chat.message", view))
+        self._count(view.kind)
         return view, True
+
+    def _count(self, kind: str) -> None:
+        if self._on_message is not None:
+            self._on_message(kind).inc()
 
     async def _idempotent(
         self, conn: AsyncConnection, identity: Identity, earlier: MessageRecord, room_id: int
@@ -767,6 +765,7 @@ class ChatService:
             views = await self._views(reader, notes)
         for view in views:
             await self._publish(room_topic(view.room), event("chat.message", view))
+            self._count(view.kind)
 
     async def _change_message(
         self, identity: Identity, message_id: int, change: Callable[..., Any]

@@ -6,8 +6,24 @@ process, as in tests, never share counts. Domains add their own metrics here.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+
+class _ReadCounter(Collector):
+    """A counter whose value lives elsewhere (a plain int on a hot path), read at scrape."""
+
+    def __init__(self, name: str, documentation: str, read: Callable[[], float]) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._read = read
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(self._name, self._documentation, value=self._read())
 
 
 class Metrics:
@@ -39,6 +55,16 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+
+        self.chat_messages = Counter(
+            "collab_chat_messages",
+            "Chat messages stored, by kind (user, bot, system)",
+            ["kind"],
+            registry=self.registry,
+        )
+
+    def read_counter(self, name: str, documentation: str, read: Callable[[], float]) -> None:
+        self.registry.register(_ReadCounter(name, documentation, read))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -9,7 +9,7 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from collab.store.schema import files
+from collab.store.schema import files, users
 
 
 class FileRecord(msgspec.Struct, frozen=True):
@@ -61,3 +61,59 @@ async def attach(
         .values(message_id=message_id)
     )
     return (await conn.execute(query)).rowcount
+
+
+async def insert(
+    conn: AsyncConnection,
+    *,
+    sha256: str,
+    size: int,
+    content_type: str,
+    name: str,
+    uploader_id: int,
+    room_id: int,
+    width: int | None,
+    height: int | None,
+    has_thumbnail: bool,
+    now: int,
+) -> FileRecord:
+    """One row per upload; several rows may share a blob (the same ``sha256``)."""
+    result = await conn.execute(
+        files.insert()
+        .values(
+            sha256=sha256,
+            size=size,
+            content_type=content_type,
+            name=name,
+            uploader_id=uploader_id,
+            room_id=room_id,
+            message_id=None,
+            width=width,
+            height=height,
+            has_thumbnail=has_thumbnail,
+            created_at=now,
+        )
+        .returning(*files.c)
+    )
+    return _record(result.one())
+
+
+async def by_id(conn: AsyncConnection, file_id: int) -> FileRecord | None:
+    row = (await conn.execute(files.select().where(files.c.id == file_id))).first()
+    return _record(row) if row else None
+
+
+async def usage_of(conn: AsyncConnection, user_id: int, *, lock: bool = False) -> int:
+    """Bytes the user's uploads count against their quota: every upload at its full size,
+    even when its blob is shared with another upload.
+
+    With ``lock`` the user's row is locked first (PostgreSQL; SQLite's write
+    transaction is exclusive anyway), so two uploads finishing at once cannot
+    both squeeze under the quota.
+    """
+    if lock:
+        await conn.execute(sa.select(users.c.id).where(users.c.id == user_id).with_for_update())
+    query = sa.select(sa.func.coalesce(sa.func.sum(files.c.size), 0)).where(
+        files.c.uploader_id == user_id
+    )
+    return int((await conn.execute(query)).scalar_one())

@@ -1,0 +1,1 @@
+"""Files attached to chat messages: uploads streamed to disk, stored by content, served safely."""
