@@ -62,6 +62,17 @@ _HTTP_MESSAGES = {
 }
 
 
+def _loggable_path(path: str) -> str:
+    """The path without secrets in it (a webhook's URL is its password)."""
+    if path.startswith("/hooks/"):
+        return "/hooks/<secret>"
+    if path.startswith("/api/v1/invitations/") and path.count("/") >= 4:
+        parts = path.split("/")
+        parts[4] = "<code>"
+        return "/".join(parts)
+    return path
+
+
 def _route_name(request: web.Request) -> str:
     resource = request.match_info.route.resource
     return resource.canonical if resource is not None else "unmatched"
@@ -88,7 +99,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         log.info(
             "%s %s %d %.1fms addr=%s",
             request.method,
-            request.rel_url.path,
+            _loggable_path(request.rel_url.path),
             status,
             elapsed * 1000,
             request.remote,

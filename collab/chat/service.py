@@ -184,9 +184,10 @@ class ChatService:
             member_count=count,
         )
 
-    async def _views(
+    async def views(
         self, conn: AsyncConnection, records: Sequence[MessageRecord]
     ) -> list[MessageView]:
+        """Messages as clients see them; one query per kind of detail, not per message."""
         if not records:
             return []
         ids = [m.id for m in records]
@@ -249,7 +250,7 @@ class ChatService:
         return views
 
     async def _view(self, conn: AsyncConnection, record: MessageRecord) -> MessageView:
-        return (await self._views(conn, [record]))[0]
+        return (await self.views(conn, [record]))[0]
 
     # -- rooms --------------------------------------------------------------------
 
@@ -386,7 +387,7 @@ class ChatService:
             unread = await room_sql.unread_counts(conn, identity.user.id)
             mentions = await message_sql.mention_counts(conn, identity.user.id)
             last = await message_sql.last_messages(conn, [room.id for room, _ in mine])
-            last_views = {v.room: v for v in await self._views(conn, list(last.values()))}
+            last_views = {v.room: v for v in await self.views(conn, list(last.values()))}
             return [
                 RoomSummary(
                     room=await self._room_view(conn, room),
@@ -762,7 +763,7 @@ class ChatService:
         if not notes:
             return
         async with self._store.read() as reader:
-            views = await self._views(reader, notes)
+            views = await self.views(reader, notes)
         for view in views:
             await self._publish(room_topic(view.room), event("chat.message", view))
             self._count(view.kind)
@@ -896,7 +897,7 @@ class ChatService:
             more = len(records) > limit
             if more:
                 records = records[:limit] if after is not None else records[1:]
-            return await self._views(conn, records), more
+            return await self.views(conn, records), more
 
     async def sync(
         self, identity: Identity, points: Sequence[SyncPoint], limit: int = MAX_PAGE
@@ -919,8 +920,8 @@ class ChatService:
                 missed.append(
                     {
                         "room": room_id,
-                        "messages": await self._views(conn, new),
-                        "updated": await self._views(conn, updated),
+                        "messages": await self.views(conn, new),
+                        "updated": await self.views(conn, updated),
                         "complete": complete,
                     }
                 )

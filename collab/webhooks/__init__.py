@@ -1,0 +1,1 @@
+"""Incoming webhooks: a secret URL per room that scripts post to as a named bot."""
