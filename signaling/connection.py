@@ -42,8 +42,10 @@ class Connection:
         self.credential = credential
         self.context = context  # the product's own record of who this is
         self.topics: set[str] = set()
-        self._queue: collections.deque[bytes] = collections.deque()
+        # (frame, counted): answers are queued uncounted, events count toward the bounds.
+        self._queue: collections.deque[tuple[bytes, bool]] = collections.deque()
         self._queued_bytes = 0
+        self._queued_frames = 0
         self._max_frames = max_frames
         self._max_bytes = max_bytes
         self._wakeup = asyncio.Event()
@@ -68,12 +70,14 @@ class Connection:
                 self.push(frame)
 
     def push_answer(self, frame: bytes) -> bool:
-        """Queue a command's answer; it goes out even while live events are held."""
-        held, self._held = self._held, None
-        try:
-            return self.push(frame)
-        finally:
-            self._held = held
+        """Queue a command's answer: it goes out even while live events are held, and
+        is not counted against the queue's bounds (the client asked for it, and an
+        answer that could never fit would otherwise cut the client off forever)."""
+        if self.closing:
+            return False
+        self._queue.append((frame, False))
+        self._wakeup.set()
+        return True
 
     def push(self, frame: bytes) -> bool:
         """Queue a text frame (UTF-8 JSON bytes, shared by all recipients). False if cut off."""
@@ -86,14 +90,15 @@ class Connection:
             self._held.append(frame)
             return True
         if (
-            len(self._queue) >= self._max_frames
+            self._queued_frames >= self._max_frames
             or self._queued_bytes + len(frame) > self._max_bytes
         ):
             log.warning("socket of %s is not reading; closing it so it resumes", self.username)
             self.close_soon(RESUME_CLOSE_CODE, b"too slow; reconnect and sync")
             return False
-        self._queue.append(frame)
+        self._queue.append((frame, True))
         self._queued_bytes += len(frame)
+        self._queued_frames += 1
         self._wakeup.set()
         return True
 
@@ -103,8 +108,10 @@ class Connection:
                 while not self._queue:
                     self._wakeup.clear()
                     await self._wakeup.wait()
-                frame = self._queue.popleft()
-                self._queued_bytes -= len(frame)
+                frame, counted = self._queue.popleft()
+                if counted:
+                    self._queued_bytes -= len(frame)
+                    self._queued_frames -= 1
                 await self.ws.send_frame(frame, WSMsgType.TEXT)
         except (ConnectionResetError, RuntimeError, asyncio.CancelledError):
             return
@@ -118,6 +125,7 @@ class Connection:
         self.closing = True
         self._queue.clear()
         self._queued_bytes = 0
+        self._queued_frames = 0
         if self._writer is not None:
             self._writer.cancel()
         asyncio.get_running_loop().create_task(self._close(code, message))

@@ -12,6 +12,7 @@ listening to a room the user was just added to.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 
@@ -33,6 +34,7 @@ class Hub:
         self._by_user: dict[int, set[Connection]] = {}
         self._user_watchers: list[UserWatcher] = [self._end_revoked]
         self.delivered = 0
+        self._background: set[asyncio.Task[None]] = set()
         bus.add_gap_listener(self._tell_everyone_to_sync)
 
     def add_user_watcher(self, watcher: UserWatcher) -> None:
@@ -68,16 +70,29 @@ class Hub:
             self._subscriptions[topic] = await self._bus.subscribe(topic, self._deliver)
 
     async def unlisten(self, conn: Connection, topic: str) -> None:
+        subscription = self._detach(conn, topic)
+        if subscription is not None:
+            await subscription.close()
+
+    def unlisten_now(self, conn: Connection, topic: str) -> None:
+        """Stop delivering ``topic`` to ``conn`` before the next event (from a bus callback);
+        the bus unsubscription, if it was the last listener, follows in the background."""
+        subscription = self._detach(conn, topic)
+        if subscription is not None:
+            task = asyncio.get_running_loop().create_task(subscription.close())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    def _detach(self, conn: Connection, topic: str) -> Subscription | None:
         conn.topics.discard(topic)
         listeners = self._listeners.get(topic)
         if listeners is None:
-            return
+            return None
         listeners.discard(conn)
-        if not listeners:
-            del self._listeners[topic]
-            subscription = self._subscriptions.pop(topic, None)
-            if subscription is not None:
-                await subscription.close()
+        if listeners:
+            return None
+        del self._listeners[topic]
+        return self._subscriptions.pop(topic, None)
 
     def _deliver(self, topic: str, payload: bytes) -> None:
         listeners = self._listeners.get(topic)

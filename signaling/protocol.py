@@ -8,6 +8,7 @@ exactly one answer: ``{"re": "c1", "ok": true, ...}`` or
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 import msgspec
@@ -102,6 +103,9 @@ class FrameError(Exception):
 
 _encoder = msgspec.json.Encoder()
 
+# A JSON \u0000 escape (not a literal backslash followed by "u0000"): databases refuse NUL.
+_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
 
 def encode(frame: Any) -> bytes:
     return _encoder.encode(frame)
@@ -120,6 +124,8 @@ def parse_envelope(raw: str | bytes) -> tuple[Envelope, bytes]:
         raise FrameError("bad_frame", "A frame is a JSON object with 'id' and 'type'.")
     raw_id = generic.get("id")
     command_id = raw_id if isinstance(raw_id, str) and 0 < len(raw_id) <= 64 else None
+    if _JSON_NUL.search(data):
+        raise FrameError("bad_frame", "Text may not contain NUL characters.", command_id)
     try:
         envelope = msgspec.convert(generic, Envelope)
     except msgspec.ValidationError as exc:

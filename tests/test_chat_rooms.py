@@ -67,9 +67,13 @@ async def test_channel_life(people: dict[str, Person]) -> None:
 async def test_channel_names_are_unique_regardless_of_case(people: dict[str, Person]) -> None:
     await people["ana"].room("channel", "Random")
     clash = await people["bob"].call(
-        "POST", "/api/v1/rooms", 409, json={"kind": "private", "name": "random"}
+        "POST", "/api/v1/rooms", 409, json={"kind": "channel", "name": "random"}
     )
     assert clash["error"]["code"] == "name_taken"
+    # Private rooms may share names, so creating a channel reveals nothing about them.
+    await people["bob"].call("POST", "/api/v1/rooms", 201, json={"kind": "private", "name": "Hush"})
+    await people["cy"].call("POST", "/api/v1/rooms", 201, json={"kind": "private", "name": "hush"})
+    await people["cy"].call("POST", "/api/v1/rooms", 201, json={"kind": "channel", "name": "HUSH"})
     nameless = await people["bob"].call("POST", "/api/v1/rooms", 400, json={"kind": "channel"})
     assert nameless["error"]["code"] == "missing_field"
     bad_kind = await people["bob"].call("POST", "/api/v1/rooms", 400, json={"kind": "lobby"})

@@ -9,6 +9,7 @@ import msgspec
 from aiohttp import web
 
 from collab.api.errors import ApiError, BadRequest
+from collab.api.fields import INT32_MAX
 
 T = TypeVar("T")
 
@@ -61,6 +62,8 @@ async def read_json(request: web.Request, kind: type[T]) -> T:
             code="payload_too_large",
             status=413,
         )
+    if _JSON_NUL.search(raw):
+        raise BadRequest("Text may not contain NUL characters.", code="invalid_field")
     try:
         return msgspec.json.decode(raw, type=kind, strict=True)
     except msgspec.ValidationError as exc:
@@ -83,13 +86,19 @@ def json_response(data: object, *, status: int = 200) -> web.Response:
     )
 
 
+# A JSON \u0000 escape (not a literal backslash followed by "u0000").
+_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
 _ASCII_ID = re.compile(r"^[0-9]{1,18}$")
 
 
-def path_int(request: web.Request, name: str, label: str | None = None) -> int:
-    """A numeric id from the path: ASCII digits only, so other Unicode digits are a 400."""
+def path_int(
+    request: web.Request, name: str, label: str | None = None, *, maximum: int = INT32_MAX
+) -> int:
+    """A numeric id from the path: ASCII digits only (other Unicode digits are a 400), and
+    no larger than its column holds."""
     raw = request.match_info[name]
-    if not _ASCII_ID.match(raw):
+    if not _ASCII_ID.match(raw) or not 0 < int(raw) <= maximum:
         raise BadRequest(
             f"'{raw[:40]}' is not a valid {label or name}.", code="invalid_field", field=name
         )

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from collab.api.body import json_response
-from collab.api.errors import ApiError
+from collab.api.errors import ApiError, BadRequest
 from collab.appkeys import CONFIG, METRICS
 from collab.ops.logs import request_id
 
@@ -116,6 +116,9 @@ def error_response(error: ApiError) -> web.Response:
 @web.middleware
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
+        if "\x00" in request.path or "\x00" in request.query_string:
+            # PostgreSQL cannot store NUL in text; refuse it before it gets that far.
+            raise BadRequest("The address may not contain NUL characters.", code="invalid_field")
         return await handler(request)
     except ApiError as error:
         return error_response(error)

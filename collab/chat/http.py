@@ -9,13 +9,13 @@ from aiohttp import web
 
 from collab.accounts.auth import identity_of
 from collab.api.body import json_response, path_int, read_json, read_query
+from collab.api.fields import SAFE_INT_MAX, BigId, Id, Seq
 from collab.appkeys import CHAT
 
 Body = Annotated[str, msgspec.Meta(max_length=20_000)]
 Name = Annotated[str, msgspec.Meta(max_length=200)]
 Topic = Annotated[str, msgspec.Meta(max_length=1000)]
 ClientMsgId = Annotated[str, msgspec.Meta(max_length=64)]
-Seq = Annotated[int, msgspec.Meta(ge=0)]
 
 
 class Strict(msgspec.Struct, forbid_unknown_fields=True):
@@ -44,8 +44,8 @@ class MemberAdd(Strict):
 class MessageCreate(Strict):
     body: Body = ""
     client_msg_id: ClientMsgId | None = None
-    reply_to: int | None = None
-    files: Annotated[list[int], msgspec.Meta(max_length=10)] = []
+    reply_to: BigId | None = None
+    files: Annotated[list[Id], msgspec.Meta(max_length=10)] = []
 
 
 class MessageEdit(Strict):
@@ -162,7 +162,7 @@ async def get_messages(request: web.Request) -> web.Response:
 
 
 def _message_id(request: web.Request) -> int:
-    return path_int(request, "id", "message id")
+    return path_int(request, "id", "message id", maximum=SAFE_INT_MAX)
 
 
 async def edit_message(request: web.Request) -> web.Response:

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import msgspec
 
 from collab.accounts.models import Identity
+from collab.api.fields import BigId, Id, Seq
 from collab.chat.service import MAX_PAGE, ChatService, SyncPoint, room_topic
 from collab.search import service as search_rules
 from signaling.connection import Connection
@@ -22,46 +23,45 @@ from signaling.protocol import Command
 from signaling.ws import SocketServer
 
 Body = Annotated[str, msgspec.Meta(max_length=20_000)]
-Seq = Annotated[int, msgspec.Meta(ge=0)]
 
 
 class Send(Command):
-    room: int
+    room: Id
     body: Body = ""
     client_msg_id: Annotated[str, msgspec.Meta(max_length=64)] | None = None
-    reply_to: int | None = None
-    files: Annotated[list[int], msgspec.Meta(max_length=10)] = []
+    reply_to: BigId | None = None
+    files: Annotated[list[Id], msgspec.Meta(max_length=10)] = []
 
 
 class Edit(Command):
-    message: int
+    message: BigId
     body: Body
 
 
 class Delete(Command):
-    message: int
+    message: BigId
 
 
 class React(Command):
-    message: int
+    message: BigId
     emoji: Annotated[str, msgspec.Meta(max_length=64)]
     on: bool = True
 
 
 class History(Command):
-    room: int
+    room: Id
     before: Seq | None = None
     after: Seq | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_PAGE)] = 50
 
 
 class Read(Command):
-    room: int
+    room: Id
     seq: Seq
 
 
 class Typing(Command):
-    room: int
+    room: Id
 
 
 class Sync(Command):
@@ -116,7 +116,7 @@ class ChatSockets:
         if event.type == "room.joined" and isinstance(event.room, dict):
             self._spawn(self._hub.listen(conn, room_topic(int(event.room["id"]))))
         elif event.type == "room.left" and isinstance(event.room, int):
-            self._spawn(self._hub.unlisten(conn, room_topic(event.room)))
+            self._hub.unlisten_now(conn, room_topic(event.room))
         return True
 
     def _spawn(self, coro: Any) -> None:

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from collab.accounts.models import Identity
 from collab.api.errors import BadRequest, Conflict, Forbidden, NotFound
+from collab.api.fields import Id, Seq
 from collab.chat.models import (
     ChannelListing,
     MemberView,
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 
 MAX_BODY = 10_000
 MAX_PAGE = 200
+MAX_SYNC_MESSAGES = 1000
 MAX_GROUP_MEMBERS = 8
 MAX_EMOJI_PER_MESSAGE = 50
 TYPING_EXPIRES_MS = 6000
@@ -67,7 +69,7 @@ def _clean_text(raw: str, *, field: str, limit: int, allow_newlines: bool) -> st
             raise BadRequest(
                 f"The {field} contains control characters.", code="invalid_field", field=field
             )
-    if len(text) > limit:
+    if len(text) > limit or len(text.lower()) > limit:
         raise BadRequest(
             f"The {field} is longer than {limit} characters.", code="too_long", field=field
         )
@@ -84,9 +86,9 @@ def parse_mentions(body: str) -> tuple[set[str], bool]:
 class SyncPoint(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Where a client is in one room: the last seq it has and the last change it saw."""
 
-    room: int
-    seq: int = 0
-    change: int = 0
+    room: Id
+    seq: Seq = 0
+    change: Seq = 0
 
 
 class ChatService:
@@ -272,7 +274,9 @@ class ChatService:
                 "Guests cannot start conversations; they join the rooms they are put in."
             )
         if kind not in ("channel", "private", "dm", "group"):
-            raise BadRequest("kind is channel, private or dm.", code="invalid_field", field="kind")
+            raise BadRequest(
+                "kind is channel, private, dm or group.", code="invalid_field", field="kind"
+            )
         now = self._clock()
         async with self._store.transaction() as conn:
             wanted = {n.strip().lower() for n in members if n.strip()}
@@ -429,9 +433,10 @@ class ChatService:
             if room is None or room.kind != "channel":
                 raise NotFound("There is no such channel.", code="room_not_found")
             self._writable(room)
-            await self._add(conn, room, identity.user, actor=identity.user, notes=notes)
+            added = await self._add(conn, room, identity.user, actor=identity.user, notes=notes)
             view = await self._room_view(conn, await self._reload(conn, room))
-        await self._after_membership_change(view, identity.user, joined=True, notes=notes)
+        if added:
+            await self._after_membership_change(view, identity.user, joined=True, notes=notes)
         return view
 
     async def add_member(self, identity: Identity, room_id: int, username: str) -> RoomView:
@@ -445,8 +450,10 @@ class ChatService:
                     code="fixed_membership",
                 )
             user = await user_sql.by_username(conn, username.strip().lower())
-            if user is None or not user.active:
+            if user is None:
                 raise NotFound(f"There is no user '{username}'.", code="user_not_found")
+            if not user.active:
+                raise BadRequest(f"{user.username} is deactivated.", code="user_inactive")
             if room.kind == "channel" and user.role == "guest":
                 raise BadRequest(
                     "Guests cannot be in public channels; use a private channel.",
@@ -490,6 +497,7 @@ class ChatService:
         notes: list[MessageRecord] = []
         async with self._store.transaction() as conn:
             room, _ = await self._room_for(conn, identity, room_id)
+            self._writable(room)
             if room.kind in ("dm", "group"):
                 raise BadRequest(
                     "You cannot leave a direct conversation; mute it instead.",
@@ -503,13 +511,14 @@ class ChatService:
         notes: list[MessageRecord] = []
         async with self._store.transaction() as conn:
             room, mine = await self._room_for(conn, identity, room_id, admin_may_manage=True)
+            self._writable(room)
             if room.kind in ("dm", "group"):
                 raise BadRequest("A direct conversation keeps its people.", code="fixed_membership")
             if not self._may_manage(identity, room, mine):
                 raise Forbidden("Only the room's owner or an administrator can remove people.")
             user = await user_sql.by_username(conn, username.strip().lower())
             if user is None or await room_sql.member(conn, room.id, user.id) is None:
-                raise NotFound(f"{username} is not in this room.", code="not_a_member")
+                raise NotFound(f"{username} is not in this room.", code="member_not_found")
             await self._remove(conn, room, user, actor=identity.user, notes=notes)
             view = await self._room_view(conn, await self._reload(conn, room))
         await self._after_membership_change(view, user, joined=False, notes=notes)
@@ -557,11 +566,12 @@ class ChatService:
                 raise BadRequest(
                     "Direct conversations have no name and are not archived.",
                     code="invalid_field",
+                    field="name" if name is not None else "archived",
                 )
-            if archived is not None:
-                if not self._may_manage(identity, room, mine):
-                    raise Forbidden("Only the room's owner or an administrator can archive it.")
-            else:
+            if archived is not None and not self._may_manage(identity, room, mine):
+                raise Forbidden("Only the room's owner or an administrator can archive it.")
+            if archived is not False and (name is not None or topic is not None):
+                # Renaming or re-topicking an archived room needs unarchiving it first.
                 self._writable(room)
             changes: dict[str, Any] = {}
             changes_said: list[tuple[str, dict[str, Any]]] = []
@@ -769,17 +779,43 @@ class ChatService:
             self._count(view.kind)
 
     async def _change_message(
-        self, identity: Identity, message_id: int, change: Callable[..., Any]
+        self,
+        identity: Identity,
+        message_id: int,
+        change: Callable[..., Any],
+        *,
+        admin_may_manage: bool = False,
     ) -> MessageView:
+        """Apply ``change``; announce the message (and replies quoting it) if it changed."""
+        replies: list[MessageRecord] = []
         async with self._store.transaction() as conn:
             message = await message_sql.by_id(conn, message_id)
-            if message is None:
-                raise NotFound("There is no such message.", code="message_not_found")
-            room, mine = await self._room_for(conn, identity, message.room_id)
+            try:
+                if message is None:
+                    raise NotFound("no message")
+                room, mine = await self._room_for(
+                    conn, identity, message.room_id, admin_may_manage=admin_may_manage
+                )
+            except (NotFound, Forbidden) as refused:
+                if isinstance(refused, Forbidden) and refused.code != "not_a_member":
+                    raise
+                # Unknown, or in a room the caller is not in: the same answer for both.
+                raise NotFound("There is no such message.", code="message_not_found") from None
             self._writable(room)
             record = await change(conn, room, mine, message)
             view = await self._view(conn, record)
+            if record.change_seq != message.change_seq and record.body != message.body:
+                replies = await message_sql.touch_replies(
+                    conn, message.id, change_seq=record.change_seq
+                )
+                reply_views = await self.views(conn, replies)
+        if record.change_seq == message.change_seq:
+            return view  # nothing changed: nothing to announce
         await self._publish(room_topic(view.room), event("chat.message_updated", view))
+        for reply_view in reply_views if replies else []:
+            await self._publish(
+                room_topic(reply_view.room), event("chat.message_updated", reply_view)
+            )
         return view
 
     async def edit(self, identity: Identity, message_id: int, body: str) -> MessageView:
@@ -832,7 +868,7 @@ class ChatService:
                 change_seq=await room_sql.next_change(conn, room.id),
             )
 
-        return await self._change_message(identity, message_id, change)
+        return await self._change_message(identity, message_id, change, admin_may_manage=True)
 
     async def react(
         self, identity: Identity, message_id: int, emoji: str, *, on: bool
@@ -907,22 +943,32 @@ class ChatService:
         summaries = await self.my_rooms(identity)
         mine = {s.room.id for s in summaries}
         missed = []
+        budget = MAX_SYNC_MESSAGES  # keeps one answer a sane size, whatever was missed
         async with self._store.read() as conn:
             for room_id, point in asked.items():
                 if room_id not in mine:
                     continue
-                new = await message_sql.page(conn, room_id, after=point.seq, limit=limit + 1)
-                complete = len(new) <= limit
-                new = new[:limit]
+                room_limit = max(0, min(limit, budget))
+                new = await message_sql.page(conn, room_id, after=point.seq, limit=room_limit + 1)
+                complete = len(new) <= room_limit
+                new = new[:room_limit]
                 updated = await message_sql.changed_since(
-                    conn, room_id, up_to_seq=point.seq, after_change=point.change, limit=limit
+                    conn,
+                    room_id,
+                    up_to_seq=point.seq,
+                    after_change=point.change,
+                    limit=room_limit + 1,
                 )
+                updated_complete = len(updated) <= room_limit
+                updated = updated[:room_limit]
+                budget -= len(new) + len(updated)
                 missed.append(
                     {
                         "room": room_id,
                         "messages": await self.views(conn, new),
                         "updated": await self.views(conn, updated),
                         "complete": complete,
+                        "updated_complete": updated_complete,
                     }
                 )
         return {

@@ -262,3 +262,16 @@ async def distinct_reaction_count(conn: AsyncConnection, message_id: int) -> int
         reactions.c.message_id == message_id
     )
     return int((await conn.execute(query)).scalar_one())
+
+
+async def touch_replies(
+    conn: AsyncConnection, message_id: int, *, change_seq: int
+) -> list[MessageRecord]:
+    """Mark the replies quoting a message as changed (their quote changed with it)."""
+    result = await conn.execute(
+        messages.update()
+        .where(messages.c.reply_to_id == message_id)
+        .values(change_seq=change_seq)
+        .returning(*messages.c)
+    )
+    return [_record(row) for row in result.all()]

@@ -66,7 +66,9 @@ async def insert(
         .values(
             kind=kind,
             name=name,
-            name_key=name.lower() if name else None,
+            # Only public channels need unique names; a private room's name must
+            # not be discoverable by trying to create a channel with it.
+            name_key=name.lower() if name and kind == "channel" else None,
             topic=topic,
             dm_key=dm_key,
             created_by=created_by,
@@ -89,7 +91,9 @@ async def by_dm_key(conn: AsyncConnection, dm_key: str) -> RoomRecord | None:
 
 async def update(conn: AsyncConnection, room_id: int, **fields: Any) -> RoomRecord:
     if "name" in fields:
-        fields["name_key"] = fields["name"].lower() if fields["name"] else None
+        room = await by_id(conn, room_id)
+        is_channel = room is not None and room.kind == "channel"
+        fields["name_key"] = fields["name"].lower() if fields["name"] and is_channel else None
     result = await conn.execute(
         rooms.update().where(rooms.c.id == room_id).values(**fields).returning(*rooms.c)
     )
