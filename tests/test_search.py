@@ -242,7 +242,7 @@ async def test_hostile_queries_never_fail(people: dict[str, Person]) -> None:
         body = await response.json()
         assert response.status in (200, 400), (query, response.status, body)
         if response.status == 400:
-            assert body["error"]["code"] == "empty_query", (query, body)
+            assert body["error"]["code"] in ("empty_query", "invalid_field"), (query, body)
         else:
             assert isinstance(body["results"], list)
     for query in ("zebra OR", 'zebra" OR "cross', "NEAR(zebra, crossing)", "zebra*", "-zebra"):
