@@ -41,6 +41,7 @@ class Connection:
         self.username = username
         self.credential = credential
         self.context = context  # the product's own record of who this is
+        self.state: dict[str, object] = {}  # per-connection values products keep
         self.topics: set[str] = set()
         # (frame, counted): answers are queued uncounted, events count toward the bounds.
         self._queue: collections.deque[tuple[bytes, bool]] = collections.deque()
@@ -61,6 +62,10 @@ class Connection:
         """Keep live events back (while a ``sync`` answer is being put together)."""
         if self._held is None:
             self._held = []
+
+    @property
+    def held(self) -> bool:
+        return self._held is not None
 
     def release(self, keep: Callable[[bytes], bool]) -> None:
         """Send the events held back, except those ``keep`` says the client already has."""

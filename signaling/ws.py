@@ -30,6 +30,13 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Connection, Any], Awaitable[dict[str, Any] | None]]
 ConnectHook = Callable[[Connection], Awaitable[None]]
 
+FIRST_COMMAND_WAIT_S = 2.0
+
+
+def _keep_all(_frame: bytes) -> bool:
+    return True
+
+
 # Frames up to this size are read and answered with frame_too_large; bigger
 # ones close the socket (1009) because aiohttp would have to buffer them.
 READ_LIMIT = 1024 * 1024
@@ -62,6 +69,7 @@ class SocketServer:
         self.heartbeat = heartbeat
         self._commands: dict[str, _Command] = {}
         self._connect_hooks: list[ConnectHook] = []
+        self._disconnect_hooks: list[ConnectHook] = []
         self._rates = PerKeyBuckets(commands_per_second, command_burst)
         self._closing = False
         self.on_count: list[Callable[[int], None]] = []
@@ -76,6 +84,10 @@ class SocketServer:
     def on_connect(self, hook: ConnectHook) -> None:
         """Run for each new connection before ``hello`` (e.g. listen to the user's rooms)."""
         self._connect_hooks.append(hook)
+
+    def on_disconnect(self, hook: ConnectHook) -> None:
+        """Run when a connection has ended, whatever the reason."""
+        self._disconnect_hooks.append(hook)
 
     @property
     def accepting(self) -> bool:
@@ -124,6 +136,14 @@ class SocketServer:
                 }
             )
         )
+        # Live events wait until the client's first command: if that is `sync`, its
+        # answer comes first and events it already contains are dropped, so a
+        # resuming client sees no gap and no repeat. Clients that never sync get
+        # their events after FIRST_COMMAND_WAIT_S.
+        conn.hold()
+        release_timer = asyncio.get_running_loop().call_later(
+            FIRST_COMMAND_WAIT_S, lambda: conn.release(_keep_all)
+        )
         await self.hub.add(conn)
         self._count_changed()
         try:
@@ -139,9 +159,15 @@ class SocketServer:
                 elif message.type == WSMsgType.ERROR:
                     break
         finally:
+            release_timer.cancel()
             await conn.stop()
             await self.hub.remove(conn)
             self._count_changed()
+            for hook in self._disconnect_hooks:
+                try:
+                    await hook(conn)
+                except Exception:
+                    log.exception("disconnect hook failed for %s", conn.username)
         return ws
 
     async def _dispatch(self, conn: Connection, raw: str) -> None:
@@ -149,6 +175,8 @@ class SocketServer:
         try:
             envelope, data = protocol.parse_envelope(raw)
             command_id = envelope.id
+            if conn.held and envelope.type != "sync":
+                conn.release(_keep_all)
             command = self._commands.get(envelope.type)
             if command is None:
                 raise protocol.FrameError(

@@ -32,3 +32,11 @@ async def sign_in(
 async def error_code(response: Any) -> str:
     body = await response.json()
     return str(body["error"]["code"])
+
+
+async def next_answer(ws: Any, timeout: float = 5) -> dict[str, Any]:
+    """The next command answer on a raw socket, skipping events (presence, chat...)."""
+    while True:
+        frame: dict[str, Any] = await ws.receive_json(timeout=timeout)
+        if "re" in frame:
+            return frame

@@ -20,19 +20,22 @@ These checks keep the document true:
 from __future__ import annotations
 
 import copy
+import io
 import json
 import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 import openapi_spec_validator
 import pytest
-from aiohttp import web
+from aiohttp import ClientWebSocketResponse, web
 from aiohttp.test_utils import TestClient
 from multidict import CIMultiDictProxy
 from openapi_schema_validator import OAS31Validator, oas31_format_checker
+from PIL import Image
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
@@ -41,7 +44,10 @@ from collab.accounts.passwords import Passwords
 from collab.api.openapi import load_spec
 from collab.app import create_app
 from collab.appkeys import ACCOUNTS
+from collab.chat import http as chat_http
 from collab.config import Config
+from collab.search.service import SearchQuery
+from collab.webhooks.http import WebhookCreate, WebhookPost
 
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -55,7 +61,9 @@ GUEST_PASSWORD = "gus-password-1"
 
 @pytest.fixture
 def app(tmp_path: Path, fast_passwords: Passwords) -> web.Application:
-    return create_app(Config(data_dir=tmp_path), passwords=fast_passwords, announce_first_run=False)
+    # Small upload limits, so the scenario can reach them with small files.
+    config = Config(data_dir=tmp_path, upload_max_mb=1, user_quota_mb=1)
+    return create_app(config, passwords=fast_passwords, announce_first_run=False)
 
 
 @pytest.fixture
@@ -149,6 +157,18 @@ def test_every_operation_is_fully_described(spec: dict[str, Any]) -> None:
 # -- request schemas against the msgspec structs --------------------------------
 
 
+LIMITS = ("minLength", "maxLength", "minimum", "maximum", "minItems", "maxItems")
+
+# Structs read from the query string rather than the body: (path, method) of the
+# operation whose query parameters they describe.
+QUERY_STRUCTS = {
+    "UserListQuery": ("/api/v1/users", "get"),
+    "HistoryQuery": ("/api/v1/rooms/{id}/messages", "get"),
+    "ChannelQuery": ("/api/v1/channels", "get"),
+    "SearchQuery": ("/api/v1/search", "get"),
+}
+
+
 def _facts(schema: dict[str, Any]) -> dict[str, Any]:
     """The parts of a property schema both sides must agree on."""
     variants = schema.get("anyOf", [schema])
@@ -157,10 +177,12 @@ def _facts(schema: dict[str, Any]) -> dict[str, Any]:
     for variant in variants:
         kind = variant.get("type")
         types.update(kind if isinstance(kind, list) else [kind])
-        for key in ("minLength", "maxLength", "minimum", "maximum"):
+        for key in LIMITS:
             if key in variant:
                 limits[key] = variant[key]
-    for key in ("minLength", "maxLength", "minimum", "maximum"):
+        if "items" in variant:
+            limits["items"] = _facts(variant["items"])
+    for key in LIMITS:
         if key in schema:
             limits[key] = schema[key]
     if schema.get("default") is not None:
@@ -188,10 +210,19 @@ def _compare_object(name: str, expected: dict[str, Any], actual: dict[str, Any])
     return problems
 
 
-def test_request_schemas_match_the_structs(spec: dict[str, Any]) -> None:
-    structs = [
-        kind for kind in accounts_http.Strict.__subclasses__() if kind.__name__ != "UserListQuery"
+def _request_structs() -> list[type[msgspec.Struct]]:
+    """Every struct a route parses a request into: accounts, chat, search and webhooks."""
+    return [
+        *accounts_http.Strict.__subclasses__(),
+        *chat_http.Strict.__subclasses__(),
+        SearchQuery,
+        WebhookCreate,
+        WebhookPost,
     ]
+
+
+def test_request_schemas_match_the_structs(spec: dict[str, Any]) -> None:
+    structs = [kind for kind in _request_structs() if kind.__name__ not in QUERY_STRUCTS]
     _, components = msgspec.json.schema_components(structs)
     schemas = spec["components"]["schemas"]
     problems = []
@@ -206,7 +237,7 @@ def test_request_schemas_match_the_structs(spec: dict[str, Any]) -> None:
     referenced = set()
     for method, path in documented_operations(spec):
         body = spec["paths"][path][method.lower()].get("requestBody")
-        if body:
+        if body and JSON in body["content"]:  # not the multipart file upload
             referenced.add(body["content"][JSON]["schema"]["$ref"].rsplit("/", 1)[1])
     unused = {kind.__name__ for kind in structs} - referenced
     if unused:
@@ -214,19 +245,28 @@ def test_request_schemas_match_the_structs(spec: dict[str, Any]) -> None:
     assert not problems, "\n".join(problems)
 
 
-def test_list_users_query_matches_its_struct(spec: dict[str, Any]) -> None:
-    _, components = msgspec.json.schema_components([accounts_http.UserListQuery])
-    expected = copy.deepcopy(components["UserListQuery"])
+def test_every_query_struct_is_checked() -> None:
+    structs = {kind.__name__ for kind in _request_structs()}
+    assert {name for name in structs if name.endswith("Query")} == set(QUERY_STRUCTS)
+
+
+@pytest.mark.parametrize("name", sorted(QUERY_STRUCTS))
+def test_query_parameters_match_their_struct(spec: dict[str, Any], name: str) -> None:
+    kind = next(k for k in _request_structs() if k.__name__ == name)
+    _, components = msgspec.json.schema_components([kind])
+    expected = copy.deepcopy(components[name])
     for prop in expected["properties"].values():
         # A query parameter left out is the struct's None; it cannot be null itself.
         if "anyOf" in prop:
             prop["anyOf"] = [v for v in prop["anyOf"] if v.get("type") != "null"]
-    parameters = spec["paths"]["/api/v1/users"]["get"]["parameters"]
+    path, method = QUERY_STRUCTS[name]
+    operation = spec["paths"][path][method]
+    parameters = [p for p in operation["parameters"] if p.get("in") == "query"]
     actual = {
-        "properties": {p["name"]: p["schema"] for p in parameters if p["in"] == "query"},
+        "properties": {p["name"]: p["schema"] for p in parameters},
         "required": [p["name"] for p in parameters if p.get("required")],
     }
-    problems = _compare_object("listUsers query", expected, actual)
+    problems = _compare_object(f"{operation['operationId']} query", expected, actual)
     assert not problems, "\n".join(problems)
 
 
@@ -326,11 +366,13 @@ class Contract:
         headers: CIMultiDictProxy[str] | None,
         raw: bytes,
     ) -> Any:
-        """Check one response; returns the decoded body (JSON, text or None)."""
+        """Check one response; returns the decoded body (JSON, text, bytes or None)."""
         template = self.template_for(path)
+        where = f"{method} {path} -> {status}"
+        # HEAD is answered as GET without the body (aiohttp adds it to every GET route).
+        method = "GET" if method.upper() == "HEAD" else method
         operation = self.spec["paths"][template].get(method.lower())
         assert operation is not None, f"{method} {template} is not in the document"
-        where = f"{method} {path} -> {status}"
         documented = sorted(operation["responses"])
         assert str(status) in operation["responses"], (
             f"{where}: {operation['operationId']} does not document status {status} "
@@ -349,7 +391,8 @@ class Contract:
         mimetype = headers.get("Content-Type", "").split(";", 1)[0].strip()
         assert mimetype in content, f"{where}: Content-Type {mimetype}, documented {list(content)}"
         if mimetype != JSON:
-            return raw.decode()
+            binary = content[mimetype].get("schema", {}).get("format") == "binary"
+            return raw if binary else raw.decode()
         body = json.loads(raw)
         self.validate(f"{pointer}/content/{_escape(JSON)}/schema", body, where)
         if status >= 400:
@@ -372,6 +415,7 @@ class Actor:
         self.contract = contract
         self.csrf: str | None = None
         self.bearer: str | None = None
+        self.headers: CIMultiDictProxy[str] | None = None  # of the last response
 
     async def call(
         self,
@@ -398,6 +442,7 @@ class Actor:
         async with self.client.request(method, path, headers=sent, **extra) as response:
             raw = await response.read()
             status, received = response.status, response.headers
+        self.headers = received
         assert status == expect, f"{method} {path}: expected {expect}, got {status}: {raw[:300]!r}"
         body = self.contract.check(method, path, status, received, raw)
         if code is not None:
@@ -415,6 +460,569 @@ class Actor:
 
 
 ClientFactory = Callable[..., Awaitable[TestClient]]
+
+
+async def _frames_until(
+    socket: ClientWebSocketResponse, last: Callable[[dict[str, Any]], bool]
+) -> list[dict[str, Any]]:
+    """Frames from the socket up to and including the first one ``last`` accepts."""
+    frames = [await socket.receive_json(timeout=5)]
+    while not last(frames[-1]):
+        frames.append(await socket.receive_json(timeout=5))
+    return frames
+
+
+async def _chat_scenario(
+    app: web.Application,
+    new_actor: Callable[[], Awaitable[Actor]],
+    admin: Actor,
+    mia: Actor,
+    gus: Actor,
+) -> int:
+    """Every chat operation, its happy path and its main refusals; returns a channel's id.
+
+    On entry root (admin), mia (member) and gus (guest) are signed in.
+    """
+    accounts = app[ACCOUNTS]
+    crowd = [f"p{i}" for i in range(7)]
+    for name in ("noa", "old", *crowd):
+        await accounts.create_user(username=name, password=MEMBER_PASSWORD, role="member")
+    await admin.call("PATCH", "/api/v1/users/old", 200, json={"active": False})
+    noa = await new_actor()
+    await noa.sign_in("noa", MEMBER_PASSWORD)
+
+    # Creating rooms.
+    rooms = "/api/v1/rooms"
+    made = await mia.call(
+        "POST",
+        rooms,
+        201,
+        json={"kind": "channel", "name": "General", "topic": "All things", "members": ["ROOT"]},
+    )
+    general = made["room"]
+    assert (general["kind"], general["member_count"], general["members"]) == ("channel", 2, None)
+    channel = {"kind": "channel", "name": "x"}
+    await mia.call("POST", rooms, 403, json=channel, csrf=False, code="csrf_failed")
+    await mia.call("POST", rooms, 400, json={**channel, "colour": "red"}, code="unknown_field")
+    await mia.call("POST", rooms, 400, json={**channel, "kind": "lounge"}, code="invalid_field")
+    await mia.call("POST", rooms, 400, json={"kind": "channel"}, code="missing_field")
+    await mia.call("POST", rooms, 400, json={**channel, "name": "x" * 81}, code="too_long")
+    taken = {**channel, "name": "general"}
+    await mia.call("POST", rooms, 409, json=taken, code="name_taken")
+    with_guest = {**channel, "members": ["gus"]}
+    await mia.call("POST", rooms, 400, json=with_guest, code="guest_not_allowed")
+    strangers = {"kind": "group", "members": ["noa", "nobody"]}
+    body = await mia.call("POST", rooms, 404, json=strangers, code="user_not_found")
+    assert body["error"]["users"] == ["nobody"]
+    inactive = {"kind": "dm", "members": ["old"]}
+    await mia.call("POST", rooms, 400, json=inactive, code="user_inactive")
+    too_many = {"kind": "group", "members": ["noa", "root", *crowd]}
+    await mia.call("POST", rooms, 400, json=too_many, code="too_many_members")
+    await gus.call("POST", rooms, 403, json={"kind": "dm", "members": ["mia"]}, code="forbidden")
+    dm = (await mia.call("POST", rooms, 201, json={"kind": "dm", "members": ["noa"]}))["room"]
+    assert [u["username"] for u in dm["members"]] == ["mia", "noa"]
+    again = await mia.call("POST", rooms, 200, json={"kind": "dm", "members": ["Noa"]})
+    assert again["room"]["id"] == dm["id"]
+    private = {"kind": "private", "name": "Backstage", "members": ["gus"]}
+    backstage = (await mia.call("POST", rooms, 201, json=private))["room"]
+    retired = (await mia.call("POST", rooms, 201, json={**channel, "name": "retired"}))["room"]
+    await mia.call("PATCH", f"{rooms}/{retired['id']}", 200, json={"archived": True})
+
+    # Finding rooms.
+    listed = await mia.call("GET", rooms, 200)
+    assert [s["room"]["id"] for s in listed["rooms"]] == sorted(
+        [general["id"], dm["id"], backstage["id"], retired["id"]]
+    )
+    found = await noa.call("GET", "/api/v1/channels?q=GEN&limit=10", 200)
+    assert [(c["id"], c["joined"]) for c in found["channels"]] == [(general["id"], False)]
+    await noa.call("GET", "/api/v1/channels?limit=0", 400, code="invalid_field")
+    await noa.call("GET", "/api/v1/channels?sort=name", 400, code="unknown_field")
+    await gus.call("GET", "/api/v1/channels", 403, code="forbidden")
+    room = f"{rooms}/{general['id']}"
+    secret = f"{rooms}/{backstage['id']}"
+    missing = f"{rooms}/999999"
+    assert (await mia.call("GET", room, 200))["room"]["topic"] == "All things"
+    await noa.call("GET", room, 403, code="not_a_member")
+    await noa.call("GET", secret, 404, code="room_not_found")
+    await noa.call("GET", f"{rooms}/abc", 400, code="invalid_field")
+
+    # Joining, members.
+    await gus.call("POST", f"{room}/join", 403, code="forbidden")
+    await noa.call("POST", f"{secret}/join", 404, code="room_not_found")
+    await noa.call("POST", f"{rooms}/{retired['id']}/join", 403, code="archived")
+    await noa.call("POST", f"{rooms}/x/join", 400, code="invalid_field")
+    await noa.call("GET", f"{room}/members", 403, code="not_a_member")
+    assert (await noa.call("POST", f"{room}/join", 200))["room"]["member_count"] == 3
+    members = await noa.call("GET", f"{room}/members", 200)
+    roles = [(m["username"], m["role"]) for m in members["members"]]
+    assert roles == [("mia", "owner"), ("noa", "member"), ("root", "member")]
+    await noa.call("GET", f"{missing}/members", 404, code="room_not_found")
+    await noa.call("GET", f"{rooms}/x/members", 400, code="invalid_field")
+    added = await mia.call("POST", f"{secret}/members", 200, json={"username": "Noa"})
+    assert added["room"]["member_count"] == 3
+    noa_again = {"username": "noa"}
+    await mia.call("POST", f"{secret}/members", 409, json=noa_again, code="already_member")
+    nobody = {"username": "nobody"}
+    await mia.call("POST", f"{secret}/members", 404, json=nobody, code="user_not_found")
+    inactive_user = {"username": "old"}
+    await mia.call("POST", f"{secret}/members", 400, json=inactive_user, code="user_inactive")
+    await mia.call("POST", f"{secret}/members", 400, json={}, code="missing_field")
+    guest = {"username": "gus"}
+    await mia.call("POST", f"{room}/members", 400, json=guest, code="guest_not_allowed")
+    dm_path = f"{rooms}/{dm['id']}"
+    p0 = {"username": "p0"}
+    await mia.call("POST", f"{dm_path}/members", 400, json=p0, code="fixed_membership")
+    await gus.call("POST", f"{room}/members", 403, json=p0, code="not_a_member")
+    await noa.call("POST", f"{missing}/members", 404, json=p0, code="room_not_found")
+    await mia.call("POST", f"{rooms}/{retired['id']}/members", 403, json=p0, code="archived")
+    await noa.call("DELETE", f"{secret}/members/gus", 403, code="forbidden")
+    await gus.call("DELETE", f"{room}/members/noa", 403, code="not_a_member")
+    await mia.call("DELETE", f"{secret}/members/nobody", 404, code="member_not_found")
+    await mia.call("DELETE", f"{missing}/members/noa", 404, code="room_not_found")
+    await mia.call("DELETE", f"{dm_path}/members/noa", 400, code="fixed_membership")
+    await mia.call("DELETE", f"{rooms}/x/members/noa", 400, code="invalid_field")
+    await mia.call("DELETE", f"{secret}/members/NOA", 204)
+
+    # Changing a room.
+    topic = await noa.call("PATCH", room, 200, json={"topic": "Plans for Q3"})
+    assert topic["room"]["topic"] == "Plans for Q3"
+    await noa.call("PATCH", room, 403, json={"name": "Mine"}, code="forbidden")
+    await gus.call("PATCH", room, 403, json={"topic": "x"}, code="not_a_member")
+    await noa.call("PATCH", secret, 404, json={"topic": "x"}, code="room_not_found")
+    # Only public channels' names are unique: a private room's cannot be probed.
+    await mia.call("PATCH", room, 409, json={"name": "RETIRED"}, code="name_taken")
+    await mia.call("PATCH", room, 400, json={"name": "  "}, code="missing_field")
+    await mia.call("PATCH", room, 400, json={"topic": "t" * 251}, code="too_long")
+    await mia.call("PATCH", room, 400, json={"title": "x"}, code="unknown_field")
+    await mia.call("PATCH", dm_path, 400, json={"name": "us"}, code="invalid_field")
+    await mia.call("PATCH", f"{rooms}/{retired['id']}", 403, json={"topic": "x"}, code="archived")
+    renamed = await mia.call("PATCH", room, 200, json={"name": "general"})
+    assert renamed["room"]["name"] == "general"
+
+    # Messages.
+    messages = f"{room}/messages"
+    hello = {"body": "Morning @root @all", "client_msg_id": "mia-1"}
+    first = (await mia.call("POST", messages, 201, json=hello))["message"]
+    assert (first["mentions"], first["mentions_room"]) == (["root"], True)
+    assert (first["kind"], first["change"], first["client_msg_id"]) == ("user", 0, "mia-1")
+    replay = await mia.call("POST", messages, 200, json=hello)
+    assert replay["message"]["id"] == first["id"]
+    await mia.call("POST", f"{secret}/messages", 409, json=hello, code="client_msg_id_reused")
+    await mia.call("POST", messages, 400, json={"body": "  "}, code="empty_message")
+    await mia.call("POST", messages, 400, json={"body": "x" * 10_001}, code="too_long")
+    await mia.call("POST", messages, 400, json={"text": "x"}, code="unknown_field")
+    bad_id = {"body": "x", "client_msg_id": "no spaces"}
+    await mia.call("POST", messages, 400, json=bad_id, code="invalid_field")
+    bad_reply = {"body": "x", "reply_to": 999999}
+    await mia.call("POST", messages, 400, json=bad_reply, code="invalid_field")
+    bad_files = {"body": "x", "files": [999999]}
+    await mia.call("POST", messages, 400, json=bad_files, code="invalid_field")
+    await mia.call("POST", f"{missing}/messages", 404, json={"body": "x"}, code="room_not_found")
+    await gus.call("POST", messages, 403, json={"body": "x"}, code="not_a_member")
+    reply = {"body": "On it", "reply_to": first["id"]}
+    answered = (await admin.call("POST", messages, 201, json=reply))["message"]
+    assert answered["seq"] == first["seq"] + 1
+    assert answered["reply_to"]["id"] == first["id"]
+    hidden = (await mia.call("POST", f"{secret}/messages", 201, json={"body": "Quiet"}))["message"]
+    note = (await noa.call("POST", messages, 201, json={"body": "Noted"}))["message"]
+    extra = (await noa.call("POST", messages, 201, json={"body": "Oops"}))["message"]
+
+    # History and the read marker.
+    page = await noa.call("GET", f"{messages}?limit=1", 200)
+    assert page["more"] is True
+    assert [m["id"] for m in page["messages"]] == [extra["id"]]
+    forward = await noa.call("GET", f"{messages}?after={first['seq'] - 1}&limit=200", 200)
+    assert [m["seq"] for m in forward["messages"]] == list(range(first["seq"], extra["seq"] + 1))
+    assert forward["more"] is False
+    await noa.call("GET", f"{messages}?after=5&before=3", 400, code="invalid_field")
+    await noa.call("GET", f"{messages}?page=2", 400, code="unknown_field")
+    await gus.call("GET", messages, 403, code="not_a_member")
+    await noa.call("GET", f"{missing}/messages", 404, code="room_not_found")
+    read = f"{room}/read"
+    assert (await noa.call("POST", read, 200, json={"seq": 10**6}))["seq"] == extra["seq"]
+    assert (await noa.call("POST", read, 200, json={"seq": 1}))["seq"] == extra["seq"]
+    await noa.call("POST", read, 400, json={"seq": -1}, code="invalid_field")
+    await noa.call("POST", read, 400, json={}, code="missing_field")
+    await gus.call("POST", read, 403, json={"seq": 1}, code="not_a_member")
+    await noa.call("POST", f"{missing}/read", 404, json={"seq": 1}, code="room_not_found")
+    summaries = (await noa.call("GET", rooms, 200))["rooms"]
+    [summary] = [s for s in summaries if s["room"]["id"] == general["id"]]
+    assert (summary["unread"], summary["last_read_seq"]) == (0, extra["seq"])
+    assert summary["last_message"]["id"] == extra["id"]
+
+    # Editing.
+    one = f"/api/v1/messages/{first['id']}"
+    quiet = f"/api/v1/messages/{hidden['id']}"
+    edited = (await mia.call("PATCH", one, 200, json={"body": "Morning @noa"}))["message"]
+    assert edited["edited_at"] is not None and edited["mentions"] == ["noa"]
+    assert edited["change"] > 0
+    await noa.call("PATCH", one, 403, json={"body": "mine now"}, code="forbidden")
+    # A message in a room the caller is not in is not told apart from a missing one.
+    await gus.call("PATCH", one, 404, json={"body": "x"}, code="message_not_found")
+    await noa.call("PATCH", quiet, 404, json={"body": "x"}, code="message_not_found")
+    await mia.call("PATCH", one, 400, json={"body": " "}, code="empty_message")
+    await mia.call("PATCH", one, 400, json={"body": "x" * 10_001}, code="too_long")
+    await mia.call("PATCH", one, 400, json={}, code="missing_field")
+    await mia.call("PATCH", "/api/v1/messages/x", 400, json={"body": "x"}, code="invalid_field")
+    nowhere = "/api/v1/messages/999999"
+    await mia.call("PATCH", nowhere, 404, json={"body": "x"}, code="message_not_found")
+
+    # Reactions.
+    thumbs = f"{one}/reactions/%F0%9F%91%8D"
+    reacted = (await noa.call("PUT", thumbs, 200))["message"]
+    assert reacted["reactions"] == [{"emoji": "\N{THUMBS UP SIGN}", "count": 1, "users": ["noa"]}]
+    assert reacted["change"] > edited["change"]
+    for verb in ("PUT", "DELETE"):
+        await noa.call(verb, f"{one}/reactions/a%20b", 400, code="invalid_field")
+        await noa.call(verb, f"{nowhere}/reactions/x", 404, code="message_not_found")
+        await noa.call(verb, f"{quiet}/reactions/x", 404, code="message_not_found")
+        await gus.call(verb, f"{one}/reactions/x", 404, code="message_not_found")
+    for i in range(49):
+        await noa.call("PUT", f"{one}/reactions/e{i}", 200)
+    await noa.call("PUT", f"{one}/reactions/e49", 400, code="too_many_reactions")
+    unreacted = (await noa.call("DELETE", thumbs, 200))["message"]
+    assert "\N{THUMBS UP SIGN}" not in {r["emoji"] for r in unreacted["reactions"]}
+
+    # Deleting.
+    await noa.call("DELETE", one, 403, code="forbidden")
+    await gus.call("DELETE", one, 404, code="message_not_found")
+    await noa.call("DELETE", quiet, 404, code="message_not_found")
+    await mia.call("DELETE", nowhere, 404, code="message_not_found")
+    await mia.call("DELETE", "/api/v1/messages/x", 400, code="invalid_field")
+    deleted = (await mia.call("DELETE", one, 200))["message"]
+    assert (deleted["deleted"], deleted["body"], deleted["reactions"]) == (True, "", [])
+    await mia.call("PATCH", one, 409, json={"body": "back"}, code="message_deleted")
+    await noa.call("PUT", thumbs, 409, code="message_deleted")
+    await noa.call("DELETE", thumbs, 409, code="message_deleted")
+    moderated = await admin.call("DELETE", f"/api/v1/messages/{extra['id']}", 200)
+    assert moderated["message"]["deleted"] is True
+
+    # Archiving.
+    await noa.call("PATCH", room, 403, json={"archived": True}, code="forbidden")
+    archived = await mia.call("PATCH", room, 200, json={"archived": True})
+    assert archived["room"]["archived"] is True
+    await noa.call("POST", messages, 403, json={"body": "x"}, code="archived")
+    mine = f"/api/v1/messages/{note['id']}"
+    await noa.call("PATCH", mine, 403, json={"body": "x"}, code="archived")
+    await noa.call("DELETE", mine, 403, code="archived")
+    await noa.call("PUT", f"{mine}/reactions/x", 403, code="archived")
+    await noa.call("DELETE", f"{mine}/reactions/x", 403, code="archived")
+    await mia.call("POST", f"{room}/members", 403, json=p0, code="archived")
+    await mia.call("DELETE", f"{room}/members/noa", 403, code="archived")
+    await noa.call("POST", f"{room}/leave", 403, code="archived")
+    await mia.call("PATCH", room, 200, json={"archived": False})
+
+    # Leaving.
+    await mia.call("POST", f"{dm_path}/leave", 400, code="fixed_membership")
+    await noa.call("POST", f"{secret}/leave", 404, code="room_not_found")
+    await noa.call("POST", f"{rooms}/x/leave", 400, code="invalid_field")
+    await noa.call("POST", f"{room}/leave", 204)
+    await noa.call("POST", f"{room}/leave", 403, code="not_a_member")
+    left = (await noa.call("GET", rooms, 200))["rooms"]
+    assert [s["room"]["id"] for s in left] == [dm["id"]]
+    return int(general["id"])
+
+
+BOUNDARY = "collab-openapi-boundary"
+FORM = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
+
+
+def _form(data: bytes, filename: str, field: str = "file") -> bytes:
+    """A multipart/form-data body with one part, as a browser sends a file."""
+    head = (
+        f"--{BOUNDARY}\r\n"
+        f'Content-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    return head + data + f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
+def _png(width: int, height: int) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), "teal").save(out, "PNG")
+    return out.getvalue()
+
+
+FILE_HEADERS = {
+    "Content-Security-Policy": "sandbox",
+    "X-Content-Type-Options": "nosniff",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Cache-Control": "private, no-cache",
+}
+
+
+def _served_safely(actor: Actor, content_type: str, disposition: str) -> None:
+    headers = actor.headers
+    assert headers is not None
+    assert headers["Content-Type"] == content_type
+    assert headers["Content-Disposition"].startswith(f"{disposition}; filename=")
+    for name, value in FILE_HEADERS.items():
+        assert headers[name] == value, (name, headers.get(name))
+
+
+async def _files_scenario(mia: Actor, ivy: Actor, gus: Actor) -> None:
+    """Uploading, downloading and thumbnails; the app allows 1 MB files and 1 MB per
+    user. Ivy is in none of mia's rooms; gus is a guest."""
+    rooms = "/api/v1/rooms"
+    shared = {"kind": "private", "name": "Shared files", "members": ["gus"]}
+    team = (await mia.call("POST", rooms, 201, json=shared))["room"]
+    lobby = (await mia.call("POST", rooms, 201, json={"kind": "channel", "name": "Lobby"}))["room"]
+    upload = f"{rooms}/{team['id']}/files"
+
+    # Uploading: the type comes from the bytes, images get a size and a thumbnail.
+    picture = _png(640, 480)
+    photo = await mia.call("POST", upload, 201, data=_form(picture, "photo.png"), headers=FORM)
+    photo = photo["file"]
+    assert (photo["content_type"], photo["width"], photo["height"]) == ("image/png", 640, 480)
+    assert photo["thumbnail_url"] == f"/api/v1/files/{photo['id']}/thumbnail"
+    text = "Plan: ship it ✓\n".encode()
+    notes = await mia.call("POST", upload, 201, data=_form(text, "notes.txt"), headers=FORM)
+    notes = notes["file"]
+    assert (notes["content_type"], notes["thumbnail_url"]) == ("text/plain", None)
+    markup = b"<!doctype html><script>alert(1)</script>"
+    page = await mia.call("POST", upload, 201, data=_form(markup, "cat.png"), headers=FORM)
+    page = page["file"]
+    assert page["content_type"] == "application/octet-stream"
+
+    # Refusals.
+    one = _form(b"x", "x.bin")
+    await mia.call("POST", upload, 403, data=one, headers=FORM, csrf=False, code="csrf_failed")
+    await mia.call("POST", f"{rooms}/x/files", 400, data=one, headers=FORM, code="invalid_field")
+    other = _form(b"x", "x.bin", field="attachment")
+    await mia.call("POST", upload, 400, data=other, headers=FORM, code="missing_file")
+    long_header = f"--{BOUNDARY}\r\nX-Long: {'a' * 20_000}\r\n\r\nx\r\n--{BOUNDARY}--\r\n"
+    await mia.call(
+        "POST", upload, 400, data=long_header.encode(), headers=FORM, code="bad_multipart"
+    )
+    await mia.call("POST", upload, 415, json={"file": "x"}, code="unsupported_media_type")
+    await ivy.call("POST", upload, 404, data=one, headers=FORM, code="room_not_found")
+    in_lobby = f"{rooms}/{lobby['id']}/files"
+    await ivy.call("POST", in_lobby, 403, data=one, headers=FORM, code="not_a_member")
+    await mia.call("PATCH", f"{rooms}/{lobby['id']}", 200, json={"archived": True})
+    await mia.call("POST", in_lobby, 403, data=one, headers=FORM, code="archived")
+    big = _form(b"\0" * (1024 * 1024 + 100 * 1024), "big.bin")
+    body = await mia.call("POST", upload, 413, data=big, headers=FORM, code="file_too_large")
+    assert body["error"]["limit_bytes"] == 1024 * 1024
+    full = _form(b"\0" * (1024 * 1024), "full.bin")  # fits the limit, not what is left
+    body = await mia.call("POST", upload, 413, data=full, headers=FORM, code="quota_exceeded")
+    assert body["error"]["quota_bytes"] == 1024 * 1024
+
+    # Until it is sent, an upload is only its uploader's.
+    assert await mia.call("GET", photo["url"], 200) == picture
+    await gus.call("GET", photo["url"], 404, code="file_not_found")
+    await gus.call("GET", photo["thumbnail_url"], 404, code="file_not_found")
+    files = [photo["id"], notes["id"], page["id"]]
+    sent = await mia.call(
+        "POST", f"{rooms}/{team['id']}/messages", 201, json={"body": "The files", "files": files}
+    )
+    assert sent["message"]["files"] == [photo, notes, page]
+
+    # Downloading, served so that nothing runs.
+    assert await gus.call("GET", photo["url"], 200) == picture
+    _served_safely(gus, "image/png", "inline")
+    assert gus.headers is not None
+    etag, modified = gus.headers["ETag"], gus.headers["Last-Modified"]
+    assert await gus.call("HEAD", photo["url"], 200) == b""
+    assert gus.headers["Content-Length"] == str(len(picture))
+    assert await gus.call("GET", notes["url"], 200) == text
+    _served_safely(gus, "text/plain; charset=utf-8", "inline")
+    assert await gus.call("GET", page["url"], 200) == markup
+    _served_safely(gus, "application/octet-stream", "attachment")
+    first = await gus.call("GET", photo["url"], 206, headers={"Range": "bytes=0-7"})
+    assert first == picture[:8]
+    assert gus.headers["Content-Range"] == f"bytes 0-7/{len(picture)}"
+    past_end = {"Range": f"bytes={len(picture)}-"}
+    await gus.call("GET", photo["url"], 416, headers=past_end)
+    assert gus.headers["Content-Range"] == f"bytes */{len(picture)}"
+    await gus.call("GET", photo["url"], 304, headers={"If-None-Match": etag})
+    await gus.call("GET", photo["url"], 304, headers={"If-Modified-Since": modified})
+    await gus.call("GET", photo["url"], 412, headers={"If-Match": '"something-else"'})
+    thumbnail = await gus.call("GET", photo["thumbnail_url"], 200)
+    _served_safely(gus, "image/jpeg", "inline")
+    with Image.open(io.BytesIO(thumbnail)) as small:
+        assert (small.format, small.size) == ("JPEG", (400, 300))
+    no_thumbnail = f"/api/v1/files/{notes['id']}/thumbnail"
+    await gus.call("GET", no_thumbnail, 404, code="thumbnail_not_found")
+    await ivy.call("GET", photo["url"], 404, code="file_not_found")
+    await ivy.call("GET", photo["thumbnail_url"], 404, code="file_not_found")
+    await gus.call("GET", "/api/v1/files/999999", 404, code="file_not_found")
+    await gus.call("GET", "/api/v1/files/x", 400, code="invalid_field")
+    await gus.call("GET", "/api/v1/files/x/thumbnail", 400, code="invalid_field")
+
+    # Deleting the message takes its files away.
+    await mia.call("DELETE", f"/api/v1/messages/{sent['message']['id']}", 200)
+    await gus.call("GET", photo["url"], 404, code="file_not_found")
+    await mia.call("GET", photo["thumbnail_url"], 404, code="file_not_found")
+
+
+async def _search_scenario(admin: Actor, mia: Actor, ivy: Actor, gus: Actor) -> None:
+    """Searching the messages of one's rooms; the files scenario has run."""
+    rooms = "/api/v1/rooms"
+    made = {"kind": "private", "name": "Releases", "members": ["gus", "root"]}
+    releases = (await mia.call("POST", rooms, 201, json=made))["room"]
+    messages = f"{rooms}/{releases['id']}/messages"
+    words = {"body": "The deployment of build 42 went fine"}
+    older = (await mia.call("POST", messages, 201, json=words))["message"]
+    words = {"body": "Deploying build 43 tonight, @gus please watch the logs"}
+    newer = (await admin.call("POST", messages, 201, json=words))["message"]
+    with_file = (
+        await mia.call(
+            "POST",
+            f"{rooms}/{releases['id']}/files",
+            201,
+            data=_form(b"log line\n", "deploy.log"),
+            headers=FORM,
+        )
+    )["file"]
+    attached = {"body": "Deployment log attached", "files": [with_file["id"]]}
+    logged = (await mia.call("POST", messages, 201, json=attached))["message"]
+
+    search = "/api/v1/search"
+    page = await gus.call("GET", f"{search}?q=DEPLOY", 200)
+    assert [hit["message"]["id"] for hit in page["results"]] == [
+        logged["id"],
+        newer["id"],
+        older["id"],
+    ]
+    assert page["next_offset"] is None
+    hit = page["results"][1]
+    assert hit["room"] == {"id": releases["id"], "kind": "private", "name": "Releases"}
+    assert hit["highlight"] == newer["body"]
+    assert page["results"][0]["message"]["files"] == [with_file]
+    first = await gus.call("GET", f"{search}?q=deploy&limit=1", 200)
+    assert ([h["message"]["id"] for h in first["results"]], first["next_offset"]) == (
+        [logged["id"]],
+        1,
+    )
+    rest = await gus.call("GET", f"{search}?q=deploy&limit=1&offset=1", 200)
+    assert [h["message"]["id"] for h in rest["results"]] == [newer["id"]]
+    by_root = await gus.call("GET", f"{search}?q=build&sender=@ROOT&room={releases['id']}", 200)
+    assert [h["message"]["id"] for h in by_root["results"]] == [newer["id"]]
+    window = f"after={older['created_at'] - 1}&before={older['created_at'] + 1}"
+    dated = await gus.call("GET", f"{search}?q=build+42&{window}", 200)
+    assert [h["message"]["id"] for h in dated["results"]] == [older["id"]]
+    assert (await ivy.call("GET", f"{search}?q=deploy", 200))["results"] == []
+
+    await gus.call("GET", search, 400, code="empty_query")
+    await gus.call("GET", f"{search}?q=%22*%22+OR", 400, code="empty_query")
+    many = "+".join(f"w{i}" for i in range(17))
+    await gus.call("GET", f"{search}?q={many}", 400, code="too_many_terms")
+    await gus.call("GET", f"{search}?q=x&after=5&before=3", 400, code="invalid_field")
+    await gus.call("GET", f"{search}?q=x&sender=no+one", 400, code="invalid_field")
+    await gus.call("GET", f"{search}?q=x&limit=101", 400, code="invalid_field")
+    await gus.call("GET", f"{search}?q=x&room=abc", 400, code="invalid_field")
+    await gus.call("GET", f"{search}?q=x&page=2", 400, code="unknown_field")
+
+
+async def _webhooks_scenario(anon: Actor, admin: Actor, mia: Actor, ivy: Actor, gus: Actor) -> None:
+    """Making, using and deleting incoming webhooks."""
+    rooms = "/api/v1/rooms"
+    made = {"kind": "channel", "name": "Builds", "members": ["root"]}
+    builds = (await mia.call("POST", rooms, 201, json=made))["room"]
+    hooks = f"{rooms}/{builds['id']}/webhooks"
+
+    # Making one, and posting through it with nothing but its URL.
+    created = await mia.call("POST", hooks, 201, json={"bot_name": " Build  bot "})
+    hook = created["webhook"]
+    assert (hook["room"], hook["bot_name"]) == (builds["id"], "Build bot")
+    assert hook["created_by"]["username"] == "mia"
+    url = urlsplit(created["url"]).path
+    assert url.startswith("/hooks/")
+    post = {"text": "Build 42 is live @root", "client_msg_id": "build-42"}
+    posted = (await anon.call("POST", url, 201, json=post))["message"]
+    assert posted["room"] == builds["id"]
+    again = await anon.call("POST", url, 200, json=post)
+    assert again["message"] == posted
+    # The secret is the credential: no CSRF check, even from another site.
+    elsewhere = {"Origin": "https://ci.example"}
+    await anon.call("POST", url, 201, json={"text": "Tests passed"}, headers=elsewhere)
+    history = await admin.call("GET", f"{rooms}/{builds['id']}/messages?limit=2", 200)
+    message = history["messages"][0]
+    assert (message["id"], message["seq"]) == (posted["id"], posted["seq"])
+    assert (message["kind"], message["bot_name"]) == ("bot", "Build bot")
+    assert message["mentions"] == ["root"]
+    listed = await admin.call("GET", hooks, 200)
+    assert listed["webhooks"] == [hook]
+
+    # Posts the webhook refuses.
+    as_json = {"Content-Type": JSON}
+    await anon.call("POST", url, 400, data=b'{"text": ', headers=as_json, code="bad_json")
+    await anon.call("POST", url, 400, json={}, code="missing_field")
+    await anon.call("POST", url, 400, json={"text": "x", "user": "x"}, code="unknown_field")
+    await anon.call("POST", url, 400, json={"text": ""}, code="invalid_field")
+    await anon.call(
+        "POST", url, 400, json={"text": "x", "client_msg_id": "no spaces"}, code="invalid_field"
+    )
+    await anon.call("POST", url, 400, json={"text": "  \n "}, code="empty_message")
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    await anon.call("POST", url, 415, data=b"text=hi", headers=form, code="unsupported_media_type")
+    huge = b'{"text": "' + b"a" * 70_000 + b'"}'
+    await anon.call("POST", url, 413, data=huge, headers=as_json, code="payload_too_large")
+    await anon.call("POST", "/hooks/not-a-secret", 404, json=post, code="webhook_not_found")
+
+    # Making and listing, refused.
+    await mia.call("POST", hooks, 403, json={"bot_name": "x"}, csrf=False, code="csrf_failed")
+    await mia.call("POST", hooks, 400, data=b"{", headers=as_json, code="bad_json")
+    await mia.call("POST", hooks, 400, json={}, code="missing_field")
+    await mia.call("POST", hooks, 400, json={"bot_name": "  "}, code="missing_field")
+    await mia.call("POST", hooks, 400, json={"bot_name": "b" * 65}, code="invalid_field")
+    await mia.call("POST", hooks, 400, json={"bot_name": "a\u200bb"}, code="invalid_field")
+    await mia.call("POST", hooks, 400, json={"bot_name": "x", "icon": "x"}, code="unknown_field")
+    await mia.call("POST", f"{rooms}/x/webhooks", 400, json={"bot_name": "x"}, code="invalid_field")
+    await ivy.call("POST", hooks, 403, json={"bot_name": "x"}, code="not_a_member")
+    await ivy.call("GET", hooks, 403, code="not_a_member")
+    private = {"kind": "private", "name": "Bots", "members": ["gus"]}
+    bots = (await mia.call("POST", rooms, 201, json=private))["room"]
+    private_hooks = f"{rooms}/{bots['id']}/webhooks"
+    await ivy.call("POST", private_hooks, 404, json={"bot_name": "x"}, code="room_not_found")
+    await ivy.call("GET", private_hooks, 404, code="room_not_found")
+    await gus.call("POST", private_hooks, 403, json={"bot_name": "x"}, code="forbidden")
+    assert (await gus.call("GET", private_hooks, 200))["webhooks"] == []
+    await mia.call("GET", f"{rooms}/x/webhooks", 400, code="invalid_field")
+    for i in range(25):
+        await mia.call("POST", private_hooks, 201, json={"bot_name": f"Bot {i}"})
+    await mia.call(
+        "POST", private_hooks, 409, json={"bot_name": "One more"}, code="too_many_webhooks"
+    )
+
+    # An archived room takes no posts and no new webhooks.
+    await mia.call("PATCH", f"{rooms}/{builds['id']}", 200, json={"archived": True})
+    await anon.call("POST", url, 403, json={"text": "x"}, code="archived")
+    await mia.call("POST", hooks, 403, json={"bot_name": "x"}, code="archived")
+    await mia.call("PATCH", f"{rooms}/{builds['id']}", 200, json={"archived": False})
+
+    # Deleting: the creator, the room's owner or an administrator. A webhook stops
+    # working when its creator leaves the room.
+    await ivy.call("POST", f"{rooms}/{builds['id']}/join", 200)
+    ivys = await ivy.call("POST", hooks, 201, json={"bot_name": "Ivy's bot"})
+    ivys_url = urlsplit(ivys["url"]).path
+    await anon.call("POST", ivys_url, 201, json={"text": "works"})
+    one = f"{hooks}/{hook['id']}"
+    await ivy.call("DELETE", one, 403, code="forbidden")
+    await ivy.call("POST", f"{rooms}/{builds['id']}/leave", 204)
+    await anon.call("POST", ivys_url, 403, json={"text": "x"}, code="webhook_disabled")
+    await ivy.call("DELETE", one, 404, code="webhook_not_found")
+    await mia.call("DELETE", one, 403, csrf=False, code="csrf_failed")
+    await mia.call("DELETE", f"{hooks}/x", 400, code="invalid_field")
+    await mia.call(
+        "DELETE", f"{rooms}/{bots['id']}/webhooks/{hook['id']}", 404, code="webhook_not_found"
+    )
+    await admin.call("DELETE", f"{hooks}/{ivys['webhook']['id']}", 204)
+    await mia.call("DELETE", one, 204)
+    await mia.call("DELETE", one, 404, code="webhook_not_found")
+    await anon.call("POST", url, 404, json=post, code="webhook_not_found")
+
+    # Each webhook may post 5 a second, in bursts of 20.
+    spam = urlsplit((await mia.call("POST", hooks, 201, json={"bot_name": "Spam"}))["url"]).path
+    status = 201
+    for i in range(30):
+        if status == 429:
+            break
+        async with anon.client.post(spam, json={"text": f"spam {i}"}) as response:
+            status = response.status
+            anon.contract.check("POST", spam, status, response.headers, await response.read())
+    assert status == 429
+    await anon.call("POST", spam, 429, json={"text": "more"}, code="rate_limited")
 
 
 async def test_responses_conform_to_the_document(
@@ -515,7 +1123,8 @@ async def test_responses_conform_to_the_document(
     code = invitation["code"]
     assert invitation["url"].endswith(code)
     preview = await anon.call("GET", f"/api/v1/invitations/{code}", 200)
-    assert preview == {"role": "member", "expires_at": invitation["expires_at"]}
+    expected = {"role": "member", "expires_at": invitation["expires_at"], "first_run": False}
+    assert preview == expected
     await anon.call("GET", "/api/v1/invitations/no-such-code", 404, code="invitation_not_found")
     accept = f"/api/v1/invitations/{code}/accept"
     weak = {"username": "mia", "password": "short"}
@@ -588,6 +1197,17 @@ async def test_responses_conform_to_the_document(
     await gus.call("GET", "/api/v1/users/root", 403, code="forbidden")
     assert (await gus.call("GET", "/api/v1/users/gus", 200))["user"]["email"] is None
 
+    # Chat: rooms, members and messages.
+    general_id = await _chat_scenario(app, actor, admin, mia, gus)
+
+    # Files, search and webhooks; ivy is in none of the rooms they make.
+    await app[ACCOUNTS].create_user(username="ivy", password=MEMBER_PASSWORD, role="member")
+    ivy = await actor()
+    await ivy.sign_in("ivy", MEMBER_PASSWORD)
+    await _files_scenario(mia, ivy, gus)
+    await _search_scenario(admin, mia, ivy, gus)
+    await _webhooks_scenario(anon, admin, mia, ivy, gus)
+
     # The realtime socket.
     await admin.call("GET", "/ws", 400, code="websocket_required")
     await admin.call(
@@ -599,10 +1219,28 @@ async def test_responses_conform_to_the_document(
         assert hello["type"] == "hello"
         contract.validate("/components/schemas/UserDetail", hello["user"], "hello.user")
         assert hello["user"]["username"] == "root"
+        # Events (of other kinds) may come before an answer; they are read past.
         await socket.send_json({"id": "c1", "type": "ping"})
-        answer = await socket.receive_json(timeout=5)
-        assert answer["re"] == "c1"
+        answer = (await _frames_until(socket, lambda f: f.get("re") == "c1"))[-1]
         assert answer["ok"] is True
+        # A message over the socket has the same shape as over REST.
+        send = {"id": "c2", "type": "chat.send", "room": general_id, "body": "From the socket"}
+        await socket.send_json(send)
+        frames = await _frames_until(socket, lambda f: f.get("re") == "c2")
+        if not any(f.get("type") == "chat.message" for f in frames):
+            frames += await _frames_until(socket, lambda f: f.get("type") == "chat.message")
+        [event] = [f for f in frames if f.get("type") == "chat.message"]
+        [answer] = [f for f in frames if f.get("re") == "c2"]
+        contract.validate("/components/schemas/Message", answer["message"], "chat.send answer")
+        assert event.pop("type") == "chat.message"
+        contract.validate("/components/schemas/Message", event, "chat.message event")
+        assert event == answer["message"]
+        # Search over the socket answers as GET /api/v1/search does.
+        await socket.send_json({"id": "c3", "type": "chat.search", "q": "socket", "limit": 5})
+        answer = (await _frames_until(socket, lambda f: f.get("re") == "c3"))[-1]
+        assert (answer.pop("re"), answer.pop("ok")) == ("c3", True)
+        contract.validate("/components/schemas/SearchPage", answer, "chat.search answer")
+        assert [hit["message"]["id"] for hit in answer["results"]] == [event["id"]]
 
     # Passwords.
     password = "/api/v1/me/password"

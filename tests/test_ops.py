@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.helpers import PASSWORD, add_user, sign_in
+from tests.helpers import PASSWORD, add_user, next_answer, sign_in
 from tests.servers import RedisServer
 
 
@@ -89,14 +89,14 @@ async def test_socket_greets_validates_and_survives_bad_frames(
         ]
         for frame, code, re in bad:
             await ws.send_str(frame)
-            answer = await ws.receive_json(timeout=5)
+            answer = await next_answer(ws)
             assert answer["error"]["code"] == code, frame[:40]
             assert answer["error"]["message"]
             assert answer["re"] == re
         await ws.send_bytes(b"\x00\x01")
-        assert (await ws.receive_json(timeout=5))["error"]["code"] == "bad_frame"
+        assert (await next_answer(ws))["error"]["code"] == "bad_frame"
         await ws.send_json({"id": "c9", "type": "ping"})
-        answer = await ws.receive_json(timeout=5)
+        answer = await next_answer(ws)
         assert answer["re"] == "c9" and answer["ok"] is True
         metrics = await (await client.get("/metrics")).text()
         assert "collab_websockets_open 1.0" in metrics

@@ -8,19 +8,21 @@ import aiohttp
 from aiohttp.test_utils import TestClient
 
 from signaling.protocol import SESSION_ENDED_CLOSE_CODE
-from tests.helpers import PASSWORD, add_user, sign_in
+from tests.helpers import PASSWORD, add_user, next_answer, sign_in
 from tests.servers import RedisServer
 
 
 async def _closed_with(ws: aiohttp.ClientWebSocketResponse) -> int | None:
-    message = await ws.receive(timeout=10)
-    assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED), message
-    return ws.close_code
+    """Read until the socket closes (events before that do not matter here)."""
+    while True:
+        message = await ws.receive(timeout=10)
+        if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+            return ws.close_code
 
 
 async def _still_open(ws: aiohttp.ClientWebSocketResponse) -> bool:
     await ws.send_json({"id": "p", "type": "ping"})
-    answer = await ws.receive_json(timeout=5)
+    answer = await next_answer(ws)
     return bool(answer.get("ok"))
 
 

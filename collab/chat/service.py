@@ -56,6 +56,8 @@ TYPING_EXPIRES_MS = 6000
 ROOM_MENTIONS = frozenset({"room", "all", "here", "channel", "everyone"})
 _MENTION = re.compile(r"(?<![\w@.])@([A-Za-z0-9][A-Za-z0-9._-]{0,31})")
 _CLIENT_MSG_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+# A bot's (webhook's) ids carry a prefix people's own ids cannot have.
+_BOT_CLIENT_MSG_ID = re.compile(r"^hook/[0-9]{1,10}/[A-Za-z0-9_.:-]{1,48}$")
 
 
 def room_topic(room_id: int) -> str:
@@ -674,7 +676,8 @@ class ChatService:
         text = _clean_text(body, field="body", limit=MAX_BODY, allow_newlines=True)
         if not text and not file_ids:
             raise BadRequest("A message needs some text or a file.", code="empty_message")
-        if client_msg_id is not None and not _CLIENT_MSG_ID.match(client_msg_id):
+        id_rule = _BOT_CLIENT_MSG_ID if bot_name else _CLIENT_MSG_ID
+        if client_msg_id is not None and not id_rule.match(client_msg_id):
             raise BadRequest(
                 "client_msg_id is 1 to 64 letters, digits or _.:-",
                 code="invalid_field",
@@ -805,9 +808,14 @@ class ChatService:
             record = await change(conn, room, mine, message)
             view = await self._view(conn, record)
             if record.change_seq != message.change_seq and record.body != message.body:
-                replies = await message_sql.touch_replies(
-                    conn, message.id, change_seq=record.change_seq
-                )
+                # Replies quote this message: each gets its own next change number,
+                # so sync can page through changes without ties.
+                for reply_id in await message_sql.reply_ids(conn, message.id):
+                    replies.append(
+                        await message_sql.update(
+                            conn, reply_id, change_seq=await room_sql.next_change(conn, room.id)
+                        )
+                    )
                 reply_views = await self.views(conn, replies)
         if record.change_seq == message.change_seq:
             return view  # nothing changed: nothing to announce

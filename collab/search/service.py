@@ -35,6 +35,7 @@ from typing import Annotated
 import msgspec
 
 from collab.accounts.models import Identity
+from collab.api import fields
 from collab.api.errors import BadRequest
 from collab.chat.models import MessageView
 from collab.chat.service import ChatService
@@ -52,8 +53,8 @@ _SENDER = re.compile(r"^@?[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
 
 Query = Annotated[str, msgspec.Meta(max_length=MAX_QUERY_CHARS)]
 Sender = Annotated[str, msgspec.Meta(max_length=64)]
-Millis = Annotated[int, msgspec.Meta(ge=0)]
-RoomId = Annotated[int, msgspec.Meta(ge=1)]
+Millis = fields.Millis
+RoomId = fields.Id
 Limit = Annotated[int, msgspec.Meta(ge=1, le=MAX_LIMIT)]
 Offset = Annotated[int, msgspec.Meta(ge=0, le=MAX_OFFSET)]
 
@@ -228,4 +229,5 @@ class SearchService:
             )
             for f, view in zip(found, views, strict=True)
         ]
-        return SearchPage(results, query.offset + query.limit if more else None)
+        next_offset = query.offset + query.limit
+        return SearchPage(results, next_offset if more and next_offset <= MAX_OFFSET else None)

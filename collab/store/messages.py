@@ -264,14 +264,8 @@ async def distinct_reaction_count(conn: AsyncConnection, message_id: int) -> int
     return int((await conn.execute(query)).scalar_one())
 
 
-async def touch_replies(
-    conn: AsyncConnection, message_id: int, *, change_seq: int
-) -> list[MessageRecord]:
-    """Mark the replies quoting a message as changed (their quote changed with it)."""
-    result = await conn.execute(
-        messages.update()
-        .where(messages.c.reply_to_id == message_id)
-        .values(change_seq=change_seq)
-        .returning(*messages.c)
+async def reply_ids(conn: AsyncConnection, message_id: int) -> list[int]:
+    query = (
+        sa.select(messages.c.id).where(messages.c.reply_to_id == message_id).order_by(messages.c.id)
     )
-    return [_record(row) for row in result.all()]
+    return [int(v) for v in (await conn.execute(query)).scalars()]

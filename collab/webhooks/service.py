@@ -17,7 +17,8 @@ bot name. We chose the creator over no sender because
   switched off stops the hook (``webhook_disabled``), no separate rules;
 * ``client_msg_id`` idempotency works: it is unique per sender, and NULL
   senders would never collide. Each webhook's ids are kept apart from the
-  creator's own (and other hooks') by a ``wh<id>:`` prefix.
+  creator's own (and other hooks') by a ``hook/<id>/`` prefix, which people's
+  own ids cannot have (``/`` is not allowed in them).
 
 Each webhook has its own token bucket on each node (5 posts a second, bursts
 of 20), so a runaway script floods neither the room nor the database; on a
@@ -43,6 +44,9 @@ from collab.store import users as user_sql
 from collab.store import webhooks as webhook_sql
 from collab.store.webhooks import WebhookRecord
 from signaling.ratelimit import PerKeyBuckets
+
+# Keeps a hook's client_msg_ids apart from its creator's own, which cannot contain "/".
+HOOK_ID_PREFIX = "hook/"
 
 MAX_WEBHOOKS_PER_ROOM = 25
 MAX_BOT_NAME = 64
@@ -203,6 +207,6 @@ class WebhookService:
             Identity(user=creator),
             hook.room_id,
             text,
-            client_msg_id=f"wh{hook.id}:{client_msg_id}" if client_msg_id else None,
+            client_msg_id=f"{HOOK_ID_PREFIX}{hook.id}/{client_msg_id}" if client_msg_id else None,
             bot_name=hook.bot_name,
         )
