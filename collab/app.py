@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -32,6 +33,7 @@ from collab.appkeys import (
     CONFIG,
     FILES,
     METRICS,
+    PRESENCE,
     SEARCH,
     SOCKETS,
     STORE,
@@ -45,6 +47,9 @@ from collab.files import http as files_http
 from collab.files.service import FileService
 from collab.ops import http as ops_http
 from collab.ops.metrics import Metrics
+from collab.presence.realtime import PresenceSockets
+from collab.presence.registry import LocalRegistry, RedisRegistry, Registry
+from collab.presence.service import PresenceService
 from collab.search import http as search_http
 from collab.search.service import SearchService
 from collab.store import migrate, open_store
@@ -104,6 +109,19 @@ def create_app(
         "collab_ws_deliveries", "Events queued to local sockets", lambda: hub.delivered
     )
     ChatSockets(chat, hub).install(sockets)
+    instance = f"{config.effective_node_id}#{secrets.token_hex(4)}"
+    registry: Registry = (
+        RedisRegistry(config.redis_url, instance) if config.redis_url else LocalRegistry()
+    )
+    presence = PresenceService(
+        store,
+        bus,
+        registry,
+        clock,
+        idle_ms=int(config.idle_minutes * 60_000),
+        instance=instance,
+    )
+    PresenceSockets(presence, chat, hub, clock).install(sockets)
     search = SearchService(store, chat)
     install_search(sockets, search)
 
@@ -115,6 +133,7 @@ def create_app(
     app[ACCOUNTS] = accounts
     app[SOCKETS] = sockets
     app[CHAT] = chat
+    app[PRESENCE] = presence
     app[SEARCH] = search
     app[WEBHOOKS] = WebhookService(store, chat, clock, public_url=config.effective_public_url)
     app[FILES] = FileService.from_config(config, store, chat, clock)
@@ -142,6 +161,7 @@ def _lifecycle(
         store, bus = app[STORE], app[BUS]
         await migrate.upgrade(store)
         await bus.start()
+        await app[PRESENCE].start()
         if announce_first_run:
             link = await app[ACCOUNTS].first_run_link()
             if link:
@@ -157,6 +177,7 @@ def _lifecycle(
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
+            await app[PRESENCE].close()
             await bus.close()
             await store.close()
 

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from collab.config import Config
     from collab.files.service import FileService
     from collab.ops.metrics import Metrics
+    from collab.presence.service import PresenceService
     from collab.search.service import SearchService
     from collab.store import Store
     from collab.webhooks.service import WebhookService
@@ -31,3 +32,4 @@ CHAT: web.AppKey[ChatService] = web.AppKey("chat")
 FILES: web.AppKey[FileService] = web.AppKey("files")
 SEARCH: web.AppKey[SearchService] = web.AppKey("search")
 WEBHOOKS: web.AppKey[WebhookService] = web.AppKey("webhooks")
+PRESENCE: web.AppKey[PresenceService] = web.AppKey("presence")

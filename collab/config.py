@@ -193,6 +193,12 @@ class Config:
         _parse_non_negative_int,
         "MB",
     )
+    idle_minutes: float = _setting(
+        10.0,
+        "minutes without activity on every device before a user shows as away",
+        _parse_positive_float,
+        "MINUTES",
+    )
     ws_heartbeat: float = _setting(
         25.0,
         "seconds between WebSocket pings; a socket silent for 1.5 of them is closed",

@@ -230,3 +230,32 @@ webhooks = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Index("ix_webhooks_room_id", "room_id"),
 )
+
+presence_settings = sa.Table(
+    "presence_settings",
+    metadata,
+    sa.Column(
+        "user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    ),
+    # The user's own choice: auto, busy, dnd or away, until a time or for good.
+    sa.Column("choice", sa.String(16), nullable=False, server_default="auto"),
+    sa.Column("choice_until", sa.BigInteger, nullable=True),
+    sa.Column("text", sa.String(100), nullable=False, server_default=""),
+    sa.Column("emoji", sa.String(64), nullable=False, server_default=""),
+    sa.Column("text_until", sa.BigInteger, nullable=True),
+    sa.Column("time_zone", sa.String(64), nullable=False, server_default="UTC"),
+    sa.Column("silence_when_busy", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Quiet hours as minutes after midnight in time_zone; both NULL means none.
+    sa.Column("quiet_start", sa.Integer, nullable=True),
+    sa.Column("quiet_end", sa.Integer, nullable=True),
+    sa.Column("calendar_url", sa.String(2000), nullable=True),
+    sa.Column("calendar_busy", sa.JSON, nullable=True),
+    sa.Column("calendar_error", sa.String(500), nullable=True),
+    sa.Column("calendar_checked_at", sa.BigInteger, nullable=True),
+    sa.Column("calendar_next_poll", sa.BigInteger, nullable=True),
+    sa.Column("calendar_etag", sa.String(200), nullable=True),
+    sa.Column("calendar_last_modified", sa.String(100), nullable=True),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.CheckConstraint("choice IN ('auto', 'busy', 'dnd', 'away')", name="choice"),
+    sa.Index("ix_presence_settings_calendar_next_poll", "calendar_next_poll"),
+)
