@@ -1,0 +1,1 @@
+"""Presence: who is available, busy, away or offline, and why."""
