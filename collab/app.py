@@ -47,6 +47,8 @@ from collab.files import http as files_http
 from collab.files.service import FileService
 from collab.ops import http as ops_http
 from collab.ops.metrics import Metrics
+from collab.presence import http as presence_http
+from collab.presence.notify import Notifier
 from collab.presence.realtime import PresenceSockets
 from collab.presence.registry import LocalRegistry, RedisRegistry, Registry
 from collab.presence.service import PresenceService
@@ -122,6 +124,8 @@ def create_app(
         instance=instance,
     )
     PresenceSockets(presence, chat, hub, clock).install(sockets)
+    notifier = Notifier(store, bus, presence, clock)
+    chat.after_send.append(notifier.message_sent)
     search = SearchService(store, chat)
     install_search(sockets, search)
 
@@ -145,6 +149,7 @@ def create_app(
     ops_http.add_routes(app)
     accounts_http.add_routes(app)
     chat_http.add_routes(app)
+    presence_http.add_routes(app)
     search_http.add_routes(app)
     webhooks_http.add_routes(app)
     files_http.add_routes(app)

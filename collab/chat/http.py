@@ -56,6 +56,10 @@ class ReadMarker(Strict):
     seq: Seq
 
 
+class NotifyLevel(Strict):
+    level: Annotated[str, msgspec.Meta(max_length=16)]
+
+
 class HistoryQuery(Strict):
     before: Seq | None = None
     after: Seq | None = None
@@ -196,6 +200,12 @@ async def mark_read(request: web.Request) -> web.Response:
     return json_response({"seq": seq})
 
 
+async def set_notify(request: web.Request) -> web.Response:
+    body = await read_json(request, NotifyLevel)
+    level = await request.app[CHAT].set_notify(identity_of(request), _room_id(request), body.level)
+    return json_response({"level": level})
+
+
 def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_post("/api/v1/rooms", create_room)
@@ -211,6 +221,7 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/api/v1/rooms/{id}/messages", post_message)
     r.add_get("/api/v1/rooms/{id}/messages", get_messages)
     r.add_post("/api/v1/rooms/{id}/read", mark_read)
+    r.add_put("/api/v1/rooms/{id}/notify", set_notify)
     r.add_patch("/api/v1/messages/{id}", edit_message)
     r.add_delete("/api/v1/messages/{id}", delete_message)
     r.add_put("/api/v1/messages/{id}/reactions/{emoji}", add_reaction)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 MAX_BODY = 10_000
 MAX_PAGE = 200
 MAX_SYNC_MESSAGES = 1000
+NOTIFY_LEVELS = ("default", "all", "mentions", "mute")
 MAX_GROUP_MEMBERS = 8
 MAX_EMOJI_PER_MESSAGE = 50
 TYPING_EXPIRES_MS = 6000
@@ -107,6 +108,8 @@ class ChatService:
         self._clock = clock
         # Metrics hook: called with a message kind, returns something with .inc().
         self._on_message = on_message
+        # Called after a new message is stored and announced (notifications).
+        self.after_send: list[Callable[[MessageView, RoomRecord], Awaitable[None]]] = []
 
     # -- publishing -----------------------------------------------------------
 
@@ -745,6 +748,11 @@ class ChatService:
                 return await self._idempotent(conn, identity, earlier, room_id), False
         await self._publish(room_topic(room_id), event("chat.message", view))
         self._count(view.kind)
+        for hook in self.after_send:
+            try:
+                await hook(view, room)
+            except Exception:
+                log.exception("after-send hook failed for message %s", view.id)
         return view, True
 
     def _count(self, kind: str) -> None:
@@ -984,6 +992,21 @@ class ChatService:
             "missed": missed,
             "gone": sorted(set(asked) - mine),
         }
+
+    async def set_notify(self, identity: Identity, room_id: int, level: str) -> str:
+        """How much this room notifies the caller: default (DMs and mentions), all,
+        mentions, or mute (nothing; unread counts still rise)."""
+        if level not in NOTIFY_LEVELS:
+            raise BadRequest(
+                f"level is one of {', '.join(NOTIFY_LEVELS)}.", code="invalid_field", field="level"
+            )
+        async with self._store.transaction() as conn:
+            await self._room_for(conn, identity, room_id)
+            await room_sql.set_notify(conn, room_id, identity.user.id, level)
+        await self._publish(
+            user_topic(identity.user.id), event("room.notify", room=room_id, level=level)
+        )
+        return level
 
     async def mark_read(self, identity: Identity, room_id: int, seq: int) -> int:
         async with self._store.transaction() as conn:

@@ -127,3 +127,15 @@ def next_change(
     if meeting is not None:
         moments.extend(t for t in (meeting.start, meeting.end) if t > now)
     return min(moments) if moments else None
+
+
+def in_quiet_hours(now: int, time_zone: str, start: int | None, end: int | None) -> bool:
+    """Whether ``now`` falls in the daily window [start, end) (minutes after midnight in
+    the user's time zone); a window may run past midnight (22:00 to 07:00)."""
+    if start is None or end is None or start == end:
+        return False
+    local = datetime.fromtimestamp(now / 1000, tz=UTC).astimezone(zone(time_zone))
+    minute = local.hour * 60 + local.minute
+    if start < end:
+        return start <= minute < end
+    return minute >= start or minute < end

@@ -22,11 +22,12 @@ from typing import Any
 
 import msgspec
 
-from collab.presence.model import CHOICES, Choice, Meeting, Presence, compute, next_change, zone
+from collab.presence.model import CHOICES, Choice, Meeting, Presence, compute, next_change
 from collab.presence.registry import Registry
 from collab.store import Store
 from collab.store import presence as presence_sql
 from collab.store import users as user_sql
+from collab.store.presence import PresenceSettings
 from signaling.bus import Bus, BusUnavailable
 from signaling.protocol import encode
 
@@ -78,7 +79,7 @@ class PresenceService:
         self._idle_ms = idle_ms
         self.instance = instance
         self._counter = itertools.count(1)
-        self._settings: dict[int, tuple[Choice, list[Meeting], str]] = {}
+        self._settings: dict[int, _Settings] = {}
         self._dirty: set[int] = set()
         self._flush_handle: asyncio.TimerHandle | None = None
         self._flushing: asyncio.Task[None] | None = None
@@ -184,6 +185,12 @@ class PresenceService:
             )
         await self.settings_changed(user_id)
 
+    async def update_settings(self, user_id: int, **fields: Any) -> None:
+        if fields:
+            async with self._store.transaction() as conn:
+                await presence_sql.upsert(conn, user_id, now=self._clock(), **fields)
+        await self.settings_changed(user_id)
+
     async def settings_changed(self, user_id: int) -> None:
         """Every node drops its copy of the user's settings, then the user is recomputed."""
         self._settings.pop(user_id, None)
@@ -255,7 +262,7 @@ class PresenceService:
         result = {}
         for user_id in wanted:
             state = states[user_id]
-            choice, meetings, _ = settings[user_id]
+            choice, meetings = settings[user_id].choice, settings[user_id].meetings
             meeting = next((m for m in meetings if m.start <= now < m.end), None)
             upcoming = next((m for m in meetings if m.start > now), None)
             result[user_id] = compute(
@@ -284,36 +291,19 @@ class PresenceService:
             found = await user_sql.by_ids(conn, user_ids)
         return {uid: user.username for uid, user in found.items()}
 
-    async def _load_settings(
-        self, user_ids: list[int]
-    ) -> dict[int, tuple[Choice, list[Meeting], str]]:
+    async def _load_settings(self, user_ids: list[int]) -> dict[int, _Settings]:
         missing = [uid for uid in user_ids if uid not in self._settings]
         if missing:
             async with self._store.read() as conn:
                 rows = await presence_sql.for_users(conn, missing)
-            for uid in missing:
-                row = rows.get(uid)
-                if row is None:
-                    self._settings[uid] = (Choice(), [], "UTC")
-                    continue
-                meetings = [
-                    Meeting(int(b["start"]), int(b["end"])) for b in (row.calendar_busy or [])
-                ]
-                self._settings[uid] = (
-                    Choice(
-                        choice=row.choice,
-                        choice_until=row.choice_until,
-                        text=row.text,
-                        emoji=row.emoji,
-                        text_until=row.text_until,
-                        time_zone=row.time_zone,
-                    ),
-                    merge_meetings(meetings),
-                    row.time_zone,
-                )
             if len(self._settings) > 200_000:
                 self._settings.clear()
+            for uid in missing:
+                self._settings[uid] = _Settings(rows.get(uid) or presence_sql.defaults(uid))
         return {uid: self._settings[uid] for uid in user_ids}
+
+    async def settings_of(self, user_ids: list[int]) -> dict[int, PresenceSettings]:
+        return {uid: s.record for uid, s in (await self._load_settings(user_ids)).items()}
 
     # -- timers ----------------------------------------------------------------------
 
@@ -376,9 +366,25 @@ class PresenceService:
             return True
         return target_id in await self.peers(viewer_id)
 
-    def time_zone_of(self, user_id: int) -> Any:
-        cached = self._settings.get(user_id)
-        return zone(cached[2] if cached else "UTC")
+
+class _Settings:
+    """A user's stored settings and what presence derives from them, cached per node."""
+
+    __slots__ = ("choice", "meetings", "record")
+
+    def __init__(self, record: PresenceSettings) -> None:
+        self.record = record
+        self.choice = Choice(
+            choice=record.choice,
+            choice_until=record.choice_until,
+            text=record.text,
+            emoji=record.emoji,
+            text_until=record.text_until,
+            time_zone=record.time_zone,
+        )
+        self.meetings = merge_meetings(
+            [Meeting(int(b["start"]), int(b["end"])) for b in (record.calendar_busy or [])]
+        )
 
 
 def merge_meetings(meetings: list[Meeting]) -> list[Meeting]:

@@ -274,3 +274,19 @@ async def public_channels(
         member_total = int(data.pop("member_count"))
         result.append((RoomRecord(**data), member_total))
     return result
+
+
+async def notify_levels(conn: AsyncConnection, room_id: int) -> dict[int, str]:
+    """Each member's notification level for the room: default, all, mentions or mute."""
+    query = sa.select(room_members.c.user_id, room_members.c.notify).where(
+        room_members.c.room_id == room_id
+    )
+    return {int(u): str(level) for u, level in (await conn.execute(query)).all()}
+
+
+async def set_notify(conn: AsyncConnection, room_id: int, user_id: int, level: str) -> None:
+    await conn.execute(
+        room_members.update()
+        .where(room_members.c.room_id == room_id, room_members.c.user_id == user_id)
+        .values(notify=level)
+    )
