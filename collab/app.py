@@ -113,7 +113,9 @@ def create_app(
     ChatSockets(chat, hub).install(sockets)
     instance = f"{config.effective_node_id}#{secrets.token_hex(4)}"
     registry: Registry = (
-        RedisRegistry(config.redis_url, instance) if config.redis_url else LocalRegistry()
+        RedisRegistry(config.redis_url, instance, config.presence_node_ttl)
+        if config.redis_url
+        else LocalRegistry()
     )
     presence = PresenceService(
         store,
@@ -122,6 +124,7 @@ def create_app(
         clock,
         idle_ms=int(config.idle_minutes * 60_000),
         instance=instance,
+        sweep_interval_s=max(1.0, config.presence_node_ttl / 3),
     )
     PresenceSockets(presence, chat, hub, clock).install(sockets)
     notifier = Notifier(store, bus, presence, clock)

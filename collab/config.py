@@ -199,6 +199,12 @@ class Config:
         _parse_positive_float,
         "MINUTES",
     )
+    presence_node_ttl: int = _setting(
+        30,
+        "seconds after a node's last heartbeat before its users are taken offline",
+        _parse_positive_int,
+        "SECONDS",
+    )
     ws_heartbeat: float = _setting(
         25.0,
         "seconds between WebSocket pings; a socket silent for 1.5 of them is closed",

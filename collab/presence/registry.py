@@ -3,7 +3,7 @@
 Each live socket is an entry ``<node>|<n>`` → last activity (ms) under its
 user. A node also keeps a heartbeat key with a short time-to-live; when a
 node dies its heartbeat runs out, and any surviving node reaps its entries,
-so its users go offline within ``NODE_TTL_S`` plus one sweep.
+so its users go offline within the node time-to-live plus one sweep.
 
 The registry also remembers the last presence published for each user, so
 that of several nodes computing the same change only one announces it.
@@ -15,8 +15,6 @@ import time
 from typing import Protocol
 
 import redis.asyncio as aioredis
-
-NODE_TTL_S = 30
 
 
 class UserState:
@@ -100,13 +98,14 @@ class LocalRegistry:
 class RedisRegistry:
     """Many nodes: hashes in Redis, one per user, and a heartbeat key per node."""
 
-    def __init__(self, url: str, instance: str) -> None:
+    def __init__(self, url: str, instance: str, node_ttl_s: int = 30) -> None:
         """``instance`` names this process, not just the node: a node that crashed and
         came back under the same name must not keep its old life's entries alive."""
         self._redis: aioredis.Redis = aioredis.Redis.from_url(
             url, socket_connect_timeout=2, socket_timeout=5
         )
         self._node = instance
+        self._ttl = node_ttl_s
 
     @staticmethod
     def _conns(user_id: int) -> str:
@@ -165,7 +164,7 @@ class RedisRegistry:
 
     async def heartbeat(self) -> None:
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.set(f"presence:node:{self._node}", int(time.time()), ex=NODE_TTL_S)
+            pipe.set(f"presence:node:{self._node}", int(time.time()), ex=self._ttl)
             pipe.sadd("presence:nodes", self._node)
             await pipe.execute()
 

@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 
 FLUSH_DELAY_S = 0.1
 FLUSH_RETRY_S = 1.0
-SWEEP_INTERVAL_S = 10.0
 SETTINGS_TOPIC = "presence-settings"
 
 
@@ -69,6 +68,7 @@ class PresenceService:
         *,
         idle_ms: int,
         instance: str,
+        sweep_interval_s: float = 10.0,
     ) -> None:
         """``instance`` names this process (node id plus a random part), as the registry
         knows it."""
@@ -78,6 +78,7 @@ class PresenceService:
         self._clock = clock
         self._idle_ms = idle_ms
         self.instance = instance
+        self._sweep_interval_s = sweep_interval_s
         self._counter = itertools.count(1)
         self._settings: dict[int, _Settings] = {}
         self._dirty: set[int] = set()
@@ -343,7 +344,7 @@ class PresenceService:
                     self.mark(user_id)
             except Exception:
                 log.exception("presence sweep failed; will retry")
-            await asyncio.sleep(SWEEP_INTERVAL_S)
+            await asyncio.sleep(self._sweep_interval_s)
 
     # -- reading ---------------------------------------------------------------------
 
