@@ -28,6 +28,7 @@ from collab.api.middleware import add_security_headers, json_errors, request_con
 from collab.appkeys import (
     ACCOUNTS,
     BUS,
+    CALENDARS,
     CHAT,
     CLOCK,
     CONFIG,
@@ -48,6 +49,7 @@ from collab.files.service import FileService
 from collab.ops import http as ops_http
 from collab.ops.metrics import Metrics
 from collab.presence import http as presence_http
+from collab.presence.calendars import CalendarService
 from collab.presence.notify import Notifier
 from collab.presence.realtime import PresenceSockets
 from collab.presence.registry import LocalRegistry, RedisRegistry, Registry
@@ -127,6 +129,15 @@ def create_app(
         sweep_interval_s=max(1.0, config.presence_node_ttl / 3),
     )
     PresenceSockets(presence, chat, hub, clock).install(sockets)
+    calendars = CalendarService(
+        store,
+        presence,
+        clock,
+        data_dir=config.data_dir,
+        poll_ms=int(config.calendar_poll_minutes * 60_000),
+        timeout_s=config.calendar_timeout,
+        max_bytes=config.calendar_max_kb * 1024,
+    )
     notifier = Notifier(store, bus, presence, clock)
     chat.after_send.append(notifier.message_sent)
     search = SearchService(store, chat)
@@ -141,6 +152,7 @@ def create_app(
     app[SOCKETS] = sockets
     app[CHAT] = chat
     app[PRESENCE] = presence
+    app[CALENDARS] = calendars
     app[SEARCH] = search
     app[WEBHOOKS] = WebhookService(store, chat, clock, public_url=config.effective_public_url)
     app[FILES] = FileService.from_config(config, store, chat, clock)
@@ -170,6 +182,7 @@ def _lifecycle(
         await migrate.upgrade(store)
         await bus.start()
         await app[PRESENCE].start()
+        await app[CALENDARS].start()
         if announce_first_run:
             link = await app[ACCOUNTS].first_run_link()
             if link:
@@ -185,6 +198,7 @@ def _lifecycle(
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
+            await app[CALENDARS].close()
             await app[PRESENCE].close()
             await bus.close()
             await store.close()

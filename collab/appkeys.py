@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from collab.config import Config
     from collab.files.service import FileService
     from collab.ops.metrics import Metrics
+    from collab.presence.calendars import CalendarService
     from collab.presence.service import PresenceService
     from collab.search.service import SearchService
     from collab.store import Store
@@ -33,3 +34,4 @@ FILES: web.AppKey[FileService] = web.AppKey("files")
 SEARCH: web.AppKey[SearchService] = web.AppKey("search")
 WEBHOOKS: web.AppKey[WebhookService] = web.AppKey("webhooks")
 PRESENCE: web.AppKey[PresenceService] = web.AppKey("presence")
+CALENDARS: web.AppKey[CalendarService] = web.AppKey("calendars")

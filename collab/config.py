@@ -205,6 +205,15 @@ class Config:
         _parse_positive_int,
         "SECONDS",
     )
+    calendar_poll_minutes: float = _setting(
+        5.0, "minutes between two reads of a user's calendar address", _parse_positive_float
+    )
+    calendar_timeout: float = _setting(
+        10.0, "seconds a calendar server may take to answer", _parse_positive_float, "SECONDS"
+    )
+    calendar_max_kb: int = _setting(
+        2048, "largest calendar (.ics) accepted, in KB", _parse_positive_int, "KB"
+    )
     ws_heartbeat: float = _setting(
         25.0,
         "seconds between WebSocket pings; a socket silent for 1.5 of them is closed",

@@ -13,9 +13,9 @@ from aiohttp import web
 from collab.accounts.auth import identity_of
 from collab.accounts.models import Identity
 from collab.api.body import json_response, read_json, read_query
-from collab.api.errors import BadRequest, Forbidden, NotFound
+from collab.api.errors import ApiError, BadRequest, Forbidden, NotFound
 from collab.api.fields import Millis
-from collab.appkeys import ACCOUNTS, BUS, PRESENCE
+from collab.appkeys import ACCOUNTS, BUS, CALENDARS, PRESENCE
 from collab.presence.model import zone
 from collab.presence.realtime import choice_from_status
 from collab.presence.service import presence_topic
@@ -45,6 +45,10 @@ class SettingsUpdate(Strict):
     quiet_hours: bool | None = None
 
 
+class CalendarUrl(Strict):
+    url: Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
+
+
 class LookupQuery(Strict):
     users: Annotated[str, msgspec.Meta(min_length=1, max_length=8000)]
 
@@ -54,6 +58,7 @@ class SettingsView(msgspec.Struct, frozen=True):
     silence_when_busy: bool
     quiet_start: int | None
     quiet_end: int | None
+    calendar_kind: str | None
     calendar_url: str | None
     calendar_error: str | None
     calendar_checked_at: int | None
@@ -65,6 +70,7 @@ def settings_view(record: PresenceSettings) -> SettingsView:
         record.silence_when_busy,
         record.quiet_start,
         record.quiet_end,
+        record.calendar_kind,
         record.calendar_url,
         record.calendar_error,
         record.calendar_checked_at,
@@ -201,6 +207,41 @@ async def presence_stream(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def set_calendar_url(request: web.Request) -> web.Response:
+    """Use a calendar at an http(s) address; it is read now, so mistakes show at once."""
+    identity = identity_of(request)
+    body = await read_json(request, CalendarUrl)
+    settings = await request.app[CALENDARS].use_url(identity.user.id, body.url.strip())
+    return json_response(settings_view(settings))
+
+
+async def upload_calendar(request: web.Request) -> web.Response:
+    """Use an uploaded .ics file (the request body)."""
+    identity = identity_of(request)
+    calendars = request.app[CALENDARS]
+    limit = calendars.max_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(
+            f"The calendar file is larger than {limit // 1024} KB.",
+            code="calendar_too_large",
+            status=413,
+        )
+    ics = await request.content.read(limit + 1)
+    if len(ics) > limit:
+        raise ApiError(
+            f"The calendar file is larger than {limit // 1024} KB.",
+            code="calendar_too_large",
+            status=413,
+        )
+    settings = await calendars.use_file(identity.user.id, ics)
+    return json_response(settings_view(settings))
+
+
+async def remove_calendar(request: web.Request) -> web.Response:
+    await request.app[CALENDARS].remove(identity_of(request).user.id)
+    return web.Response(status=204)
+
+
 def _sse(payload: bytes) -> bytes:
     return b"event: presence\ndata: " + payload + b"\n\n"
 
@@ -213,3 +254,6 @@ def add_routes(app: web.Application) -> None:
     r.add_put("/api/v1/me/presence", set_my_presence)
     r.add_get("/api/v1/me/presence/settings", get_settings)
     r.add_patch("/api/v1/me/presence/settings", update_settings)
+    r.add_put("/api/v1/me/calendar", set_calendar_url)
+    r.add_put("/api/v1/me/calendar/file", upload_calendar)
+    r.add_delete("/api/v1/me/calendar", remove_calendar)

@@ -26,6 +26,7 @@ class PresenceSettings(msgspec.Struct, frozen=True):
     silence_when_busy: bool
     quiet_start: int | None
     quiet_end: int | None
+    calendar_kind: str | None
     calendar_url: str | None
     calendar_busy: list[dict[str, Any]] | None
     calendar_error: str | None
@@ -48,6 +49,7 @@ def defaults(user_id: int) -> PresenceSettings:
         silence_when_busy=False,
         quiet_start=None,
         quiet_end=None,
+        calendar_kind=None,
         calendar_url=None,
         calendar_busy=None,
         calendar_error=None,
@@ -108,7 +110,7 @@ async def claim_calendars(
     due = (
         await conn.execute(
             sa.select(ps.c.user_id)
-            .where(ps.c.calendar_url.is_not(None), ps.c.calendar_next_poll <= now)
+            .where(ps.c.calendar_kind.is_not(None), ps.c.calendar_next_poll <= now)
             .order_by(ps.c.calendar_next_poll)
             .limit(limit)
         )

@@ -248,6 +248,8 @@ presence_settings = sa.Table(
     # Quiet hours as minutes after midnight in time_zone; both NULL means none.
     sa.Column("quiet_start", sa.Integer, nullable=True),
     sa.Column("quiet_end", sa.Integer, nullable=True),
+    # Where the calendar comes from: "url" (polled) or "file" (uploaded .ics in the data dir).
+    sa.Column("calendar_kind", sa.String(8), nullable=True),
     sa.Column("calendar_url", sa.String(2000), nullable=True),
     sa.Column("calendar_busy", sa.JSON, nullable=True),
     sa.Column("calendar_error", sa.String(500), nullable=True),

@@ -27,6 +27,7 @@ def upgrade() -> None:
         sa.Column("silence_when_busy", sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.Column("quiet_start", sa.Integer(), nullable=True),
         sa.Column("quiet_end", sa.Integer(), nullable=True),
+        sa.Column("calendar_kind", sa.String(8), nullable=True),
         sa.Column("calendar_url", sa.String(2000), nullable=True),
         sa.Column("calendar_busy", sa.JSON(), nullable=True),
         sa.Column("calendar_error", sa.String(500), nullable=True),
