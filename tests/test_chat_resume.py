@@ -34,6 +34,7 @@ async def test_resume_gets_exactly_what_was_missed_then_live(
     await ana.call("PATCH", f"/api/v1/messages/{first['id']}", 200, json={"body": "edited"})
 
     bob_ws = await bob.socket()
+
     # Messages keep coming while bob's sync is being answered.
     async def send_during() -> None:
         for i in range(15):
