@@ -256,3 +256,30 @@ async def test_rest_and_sse_with_a_token(client: TestClient[Any, Any]) -> None:
         "PATCH", "/api/v1/me/presence/settings", 200, json={"time_zone": "Europe/Berlin"}
     )
     assert settings["time_zone"] == "Europe/Berlin"
+
+
+async def test_a_burst_of_changes_sends_one_event(client: TestClient[Any, Any]) -> None:
+    ana, bob = await Person.create(client, "ana"), await Person.create(client, "bob")
+    await ana.room("channel", "team", ["bob"])
+    watcher = await bob.socket()
+    ana_ws = await ana.socket()
+    await wait_status(watcher, "ana", "available")
+    presence = client.app[PRESENCE]
+    presence.flush_delay_s = 1.0  # a window wide enough for a slow machine
+    for status in ("busy", "dnd", "away", "busy"):
+        await presence.set_choice(
+            ana.user_id, choice=status, until=None, text=None, emoji=None, text_until=None
+        )
+    event = await presence_of(watcher, "ana")
+    assert event["status"] == "busy"
+    await no_presence(watcher, "ana", wait=1.5)
+    # Flipping away and straight back within the window announces nothing at all.
+    await presence.set_choice(
+        ana.user_id, choice="dnd", until=None, text=None, emoji=None, text_until=None
+    )
+    await presence.set_choice(
+        ana.user_id, choice="busy", until=None, text=None, emoji=None, text_until=None
+    )
+    await no_presence(watcher, "ana", wait=1.5)
+    await ana_ws.close()
+    await watcher.close()

@@ -79,6 +79,7 @@ class PresenceService:
         self._idle_ms = idle_ms
         self.instance = instance
         self._sweep_interval_s = sweep_interval_s
+        self.flush_delay_s = FLUSH_DELAY_S
         self._counter = itertools.count(1)
         self._settings: dict[int, _Settings] = {}
         self._dirty: set[int] = set()
@@ -217,14 +218,14 @@ class PresenceService:
         self._dirty.add(user_id)
         if self._flush_handle is None:
             loop = asyncio.get_running_loop()
-            self._flush_handle = loop.call_later(FLUSH_DELAY_S, self._start_flush)
+            self._flush_handle = loop.call_later(self.flush_delay_s, self._start_flush)
 
     def _start_flush(self) -> None:
         self._flush_handle = None
         if self._flushing is not None and not self._flushing.done():
             # One flush at a time; the running one will be followed by another.
             self._flush_handle = asyncio.get_running_loop().call_later(
-                FLUSH_DELAY_S, self._start_flush
+                self.flush_delay_s, self._start_flush
             )
             return
         self._flushing = asyncio.create_task(self._flush())
