@@ -30,7 +30,7 @@ class Hub:
     def __init__(self, bus: Bus) -> None:
         self._bus = bus
         self._listeners: dict[str, set[Connection]] = {}
-        self._subscriptions: dict[str, Subscription] = {}
+        self._subscriptions: dict[str, asyncio.Future[Subscription]] = {}
         self._by_user: dict[int, set[Connection]] = {}
         self._user_watchers: list[UserWatcher] = [self._end_revoked]
         self.delivered = 0
@@ -66,24 +66,37 @@ class Hub:
         conn.topics.add(topic)
         listeners = self._listeners.setdefault(topic, set())
         listeners.add(conn)
-        if topic not in self._subscriptions:
-            self._subscriptions[topic] = await self._bus.subscribe(topic, self._deliver)
+        pending = self._subscriptions.get(topic)
+        if pending is None:
+            # One subscription per topic, even when many connections ask at the
+            # same moment: the first starts it, the others wait for the same one.
+            pending = asyncio.ensure_future(self._bus.subscribe(topic, self._deliver))
+            self._subscriptions[topic] = pending
+        await asyncio.shield(pending)
 
     async def unlisten(self, conn: Connection, topic: str) -> None:
         subscription = self._detach(conn, topic)
         if subscription is not None:
-            await subscription.close()
+            await self._release(subscription)
 
     def unlisten_now(self, conn: Connection, topic: str) -> None:
         """Stop delivering ``topic`` to ``conn`` before the next event (from a bus callback);
         the bus unsubscription, if it was the last listener, follows in the background."""
         subscription = self._detach(conn, topic)
         if subscription is not None:
-            task = asyncio.get_running_loop().create_task(subscription.close())
+            task = asyncio.get_running_loop().create_task(self._release(subscription))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
-    def _detach(self, conn: Connection, topic: str) -> Subscription | None:
+    @staticmethod
+    async def _release(pending: asyncio.Future[Subscription]) -> None:
+        try:
+            subscription = await pending
+        except Exception:
+            return  # it never came to be; nothing to close
+        await subscription.close()
+
+    def _detach(self, conn: Connection, topic: str) -> asyncio.Future[Subscription] | None:
         conn.topics.discard(topic)
         listeners = self._listeners.get(topic)
         if listeners is None:

@@ -154,3 +154,38 @@ async def test_redis_bus_starts_while_redis_is_down_and_connects_later() -> None
     finally:
         await bus.close()
         server.stop()
+
+
+async def test_many_connections_listening_at_once_make_one_subscription(
+    redis_server: RedisServer,
+) -> None:
+    """A race here once made every event arrive twice on a Redis-backed node."""
+    from unittest.mock import MagicMock
+
+    from signaling.hub import Hub
+
+    bus = RedisBus(redis_server.url)
+    await bus.start()
+    hub = Hub(bus)
+    received: list[bytes] = []
+    conns = []
+    for _ in range(5):
+        conn = MagicMock()
+        conn.topics = set()
+        conn.push = lambda frame: received.append(frame) or True
+        conns.append(conn)
+    try:
+        await asyncio.gather(*(hub.listen(c, "room:1") for c in conns))
+        assert await _numsub(redis_server.url, "room:1") == 1
+        publisher = RedisBus(redis_server.url)
+        await publisher.publish("room:1", b"x")
+        async with asyncio.timeout(5):
+            while len(received) < 5:
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)
+        assert received == [b"x"] * 5  # once per connection, not more
+        await asyncio.gather(*(hub.unlisten(c, "room:1") for c in conns))
+        assert await _numsub(redis_server.url, "room:1") == 0
+        await publisher.close()
+    finally:
+        await bus.close()
