@@ -49,10 +49,10 @@ def ics(*events: str, preamble: str = "") -> bytes:
     """A calendar with the given VEVENT bodies (without BEGIN/END lines)."""
     lines = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//collab tests//EN"]
     if preamble:
-        lines.extend(line.strip() for line in preamble.strip().splitlines())
+        lines.extend(line.strip() for line in preamble.splitlines() if line.strip())
     for event in events:
         lines.append("BEGIN:VEVENT")
-        lines.extend(line.strip() for line in event.strip().splitlines())
+        lines.extend(line.strip() for line in event.splitlines() if line.strip())
         lines.append("END:VEVENT")
     lines.append("END:VCALENDAR")
     return ("\r\n".join(lines) + "\r\n").encode()
@@ -218,11 +218,11 @@ def test_a_calendars_zone_definition_does_not_leak_into_the_next() -> None:
     ],
 )
 def test_time_zone_rule_that_would_expand_without_bound_is_refused(rule: str) -> None:
-    started = time.monotonic()
+    started = time.process_time()  # CPU time: immune to a busy machine
     with pytest.raises(CalendarError) as caught:
         busy(custom_zone_calendar("+0100", rule), "2025-03-20T00:00", "2025-03-30T00:00")
     assert caught.value.code in {"calendar_invalid", "calendar_too_big"}
-    assert time.monotonic() - started < 1
+    assert time.process_time() - started < 1
 
 
 def test_floating_times_are_read_in_the_default_time_zone() -> None:
@@ -544,12 +544,12 @@ def test_not_a_calendar_is_invalid(data: bytes) -> None:
 )
 def test_broken_repeat_rule_is_invalid(rule: str) -> None:
     data = ics(f"UID:r\nSUMMARY:Broken\nDTSTART:20250301T090000Z\nDURATION:PT1H\nRRULE:{rule}")
-    started = time.monotonic()
+    started = time.process_time()  # CPU time: immune to a busy machine
     err = error_of(data)
     assert err.code == "calendar_invalid", err
     assert "Broken" in err.message
     # An impossible rule would make the engine search up to the year 9999.
-    assert time.monotonic() - started < 3
+    assert time.process_time() - started < 2
 
 
 def test_broken_date_is_invalid() -> None:
@@ -565,19 +565,31 @@ def test_calendar_over_the_size_limit() -> None:
 
 @pytest.mark.parametrize(
     ("rule", "start"),
-    [("FREQ=SECONDLY", "20000101T000000Z"), ("FREQ=MINUTELY", "20200101T000000Z")],
+    [
+        ("FREQ=SECONDLY", "20250301T000000Z"),
+        ("FREQ=MINUTELY;BYMONTH=13", "20250301T000000Z"),
+        ("FREQ=HOURLY", "19700101T000000Z"),
+        (
+            "FREQ=DAILY;BYHOUR=0,1,2,3,4,5,6,7,8,9,10,11;BYMINUTE=0,10,20,30,40,50",
+            "19700101T000000Z",
+        ),
+    ],
 )
 def test_rule_too_dense_to_expand_is_refused_before_expanding(rule: str, start: str) -> None:
     data = ics(f"UID:r\nSUMMARY:Spam\nDTSTART:{start}\nDURATION:PT1S\nRRULE:{rule}")
-    started = time.monotonic()
+    started = time.process_time()  # CPU time: immune to a busy machine
     err = error_of(data)
     assert err.code == "calendar_too_big"
-    assert time.monotonic() - started < 1
+    assert time.process_time() - started < 1
 
 
 def test_too_many_occurrences_in_the_window() -> None:
-    # Every minute for the two weeks looked at: twenty thousand occurrences.
-    data = ics("UID:r\nSUMMARY:Spam\nDTSTART:20250301T000000Z\nDURATION:PT1M\nRRULE:FREQ=MINUTELY")
+    # Every two minutes for the two weeks looked at: ten thousand occurrences.
+    minutes = ",".join(str(m) for m in range(0, 60, 2))
+    data = ics(
+        "UID:r\nSUMMARY:Spam\nDTSTART:20250301T000000Z\nDURATION:PT1M\n"
+        f"RRULE:FREQ=HOURLY;BYMINUTE={minutes}"
+    )
     err = error_of(data)
     assert err.code == "calendar_too_big"
     assert "5000" in err.message
@@ -646,10 +658,6 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield client_session
 
 
-def fetcher_for(session: aiohttp.ClientSession, **kwargs: Any) -> CalendarFetcher:
-    return CalendarFetcher(session, **kwargs)
-
-
 async def test_fetch_then_not_modified_with_etag(
     aiohttp_server: ServerFactory, session: aiohttp.ClientSession
 ) -> None:
@@ -670,7 +678,7 @@ async def test_fetch_then_not_modified_with_etag(
     app = web.Application()
     app.router.add_get("/cal.ics", handler)
     server = await aiohttp_server(app)
-    fetcher = fetcher_for(session)
+    fetcher = CalendarFetcher(session)
 
     first = await fetcher.fetch(str(server.make_url("/cal.ics")))
     assert first.body == WEEKLY
@@ -714,7 +722,7 @@ async def test_body_over_the_limit_is_cut_off_while_streaming(
     app.router.add_get("/big.ics", handler)
     server = await aiohttp_server(app)
     with pytest.raises(CalendarError) as caught:
-        await fetcher_for(session).fetch(str(server.make_url("/big.ics")))
+        await CalendarFetcher(session).fetch(str(server.make_url("/big.ics")))
     assert caught.value.code == "calendar_too_large"
     assert "2.0 MB" in caught.value.message
 
@@ -743,7 +751,9 @@ async def test_endless_body_is_not_read_to_the_end(
     app.router.add_get("/endless.ics", handler)
     server = await aiohttp_server(app)
     with pytest.raises(CalendarError) as caught:
-        await fetcher_for(session, max_bytes=256 * 1024).fetch(str(server.make_url("/endless.ics")))
+        await CalendarFetcher(session, max_bytes=256 * 1024).fetch(
+            str(server.make_url("/endless.ics"))
+        )
     assert caught.value.code == "calendar_too_large"
     # The client hung up: the server's writes fail soon after the limit.
     await asyncio.wait_for(stopped.wait(), 10)
@@ -760,7 +770,7 @@ async def test_declared_content_length_over_the_limit_is_refused_unread(
     app.router.add_get("/big.ics", handler)
     server = await aiohttp_server(app)
     with pytest.raises(CalendarError) as caught:
-        await fetcher_for(session).fetch(str(server.make_url("/big.ics")))
+        await CalendarFetcher(session).fetch(str(server.make_url("/big.ics")))
     assert caught.value.code == "calendar_too_large"
 
 
@@ -773,7 +783,7 @@ def free_port() -> int:
 async def test_unreachable_port(session: aiohttp.ClientSession) -> None:
     port = free_port()
     with pytest.raises(CalendarError) as caught:
-        await fetcher_for(session).fetch(f"http://127.0.0.1:{port}/cal.ics")
+        await CalendarFetcher(session).fetch(f"http://127.0.0.1:{port}/cal.ics")
     err = caught.value
     assert err.code == "calendar_unreachable"
     assert err.status == 502
@@ -783,7 +793,7 @@ async def test_unreachable_port(session: aiohttp.ClientSession) -> None:
 
 async def test_unknown_host_name(session: aiohttp.ClientSession) -> None:
     with pytest.raises(CalendarError) as caught:
-        await fetcher_for(session, timeout=5).fetch("http://calendar.invalid/cal.ics")
+        await CalendarFetcher(session, timeout=5).fetch("http://calendar.invalid/cal.ics")
     assert caught.value.code == "calendar_unreachable"
     assert "calendar.invalid" in caught.value.message
 
@@ -803,10 +813,10 @@ async def test_slow_server_times_out(
     started = time.monotonic()
     try:
         with pytest.raises(CalendarError) as caught:
-            await fetcher_for(session, timeout=0.3).fetch(str(server.make_url("/slow.ics")))
+            await CalendarFetcher(session, timeout=0.3).fetch(str(server.make_url("/slow.ics")))
     finally:
         release.set()
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 3
     err = caught.value
     assert err.code == "calendar_unreachable"
     assert "did not answer within 0.3 seconds" in err.message
@@ -831,7 +841,7 @@ async def test_body_that_trickles_times_out(
     server = await aiohttp_server(app)
     try:
         with pytest.raises(CalendarError) as caught:
-            await fetcher_for(session, timeout=0.3).fetch(str(server.make_url("/trickle.ics")))
+            await CalendarFetcher(session, timeout=0.3).fetch(str(server.make_url("/trickle.ics")))
     finally:
         release.set()
     assert caught.value.code == "calendar_unreachable"
@@ -850,7 +860,7 @@ async def test_http_error_status(
     app.router.add_get("/cal.ics", handler)
     server = await aiohttp_server(app)
     with pytest.raises(CalendarError) as caught:
-        await fetcher_for(session).fetch(str(server.make_url("/cal.ics")))
+        await CalendarFetcher(session).fetch(str(server.make_url("/cal.ics")))
     err = caught.value
     assert err.code == "calendar_http_error"
     assert words in err.message
@@ -870,7 +880,7 @@ async def test_http_error_status(
 )
 async def test_only_http_and_https_addresses(session: aiohttp.ClientSession, url: str) -> None:
     with pytest.raises(CalendarError) as caught:
-        await fetcher_for(session).fetch(url)
+        await CalendarFetcher(session).fetch(url)
     assert caught.value.code == "calendar_bad_url"
     assert caught.value.message
 
@@ -887,7 +897,7 @@ async def test_garbage_body_is_invalid(
     app.router.add_get("/cal.ics", handler)
     server = await aiohttp_server(app)
     with pytest.raises(CalendarError) as caught:
-        await fetcher_for(session).fetch(str(server.make_url("/cal.ics")))
+        await CalendarFetcher(session).fetch(str(server.make_url("/cal.ics")))
     assert caught.value.code == "calendar_invalid"
     assert "text/html" in caught.value.message
 
@@ -907,7 +917,7 @@ async def test_redirects_are_followed_up_to_three(
     app.router.add_get("/hop/{left}", hop)
     app.router.add_get("/cal.ics", calendar)
     server = await aiohttp_server(app)
-    fetcher = fetcher_for(session)
+    fetcher = CalendarFetcher(session)
     result = await fetcher.fetch(str(server.make_url("/hop/2")))  # three redirects
     assert result.body is not None and result.body.endswith(WEEKLY)
     assert result.etag == '"v2"'
@@ -930,7 +940,7 @@ async def test_redirect_loop_is_an_error(
     app.router.add_get("/loop", loop)
     server = await aiohttp_server(app)
     with pytest.raises(CalendarError) as caught:
-        await fetcher_for(session).fetch(str(server.make_url("/loop")))
+        await CalendarFetcher(session).fetch(str(server.make_url("/loop")))
     assert caught.value.code == "calendar_http_error"
     assert "loop" in caught.value.message
     assert hits["n"] == 4  # the first request and three redirects
@@ -946,7 +956,7 @@ async def test_redirect_to_another_scheme_is_refused(
     app.router.add_get("/cal.ics", handler)
     server = await aiohttp_server(app)
     with pytest.raises(CalendarError) as caught:
-        await fetcher_for(session).fetch(str(server.make_url("/cal.ics")))
+        await CalendarFetcher(session).fetch(str(server.make_url("/cal.ics")))
     assert caught.value.code == "calendar_bad_url"
 
 
@@ -959,7 +969,7 @@ async def test_fetched_calendar_parses(
     app = web.Application()
     app.router.add_get("/cal.ics", handler)
     server = await aiohttp_server(app)
-    result = await fetcher_for(session).fetch(str(server.make_url("/cal.ics")))
+    result = await CalendarFetcher(session).fetch(str(server.make_url("/cal.ics")))
     assert result.body is not None
     found = await asyncio.to_thread(
         parse_busy,
@@ -991,7 +1001,7 @@ async def test_a_failing_calendar_leaves_the_session_usable(
     app.router.add_get("/big.ics", big)
     app.router.add_get("/good.ics", good)
     server = await aiohttp_server(app)
-    fetcher = fetcher_for(session, max_bytes=100_000)
+    fetcher = CalendarFetcher(session, max_bytes=100_000)
     for _ in range(3):
         with pytest.raises(CalendarError):
             await fetcher.fetch(str(server.make_url("/big.ics")))

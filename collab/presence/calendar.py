@@ -39,7 +39,8 @@ Which events make a user busy (``parse_busy``):
 
 Calendars come from users, so parsing is guarded: a size limit; a static
 check that no repeat rule makes the recurrence engine step through absurdly
-many candidates (``FREQ=SECONDLY`` since 1970); a probe that refuses rules
+many candidates (an hourly rule since 1970; rules that repeat every minute or
+second are refused outright); a probe that refuses rules
 that can never match (the engine would search up to the year 9999 for them);
 the same kind of check on the rules of time zones defined in the file; a cap
 on the number of occurrences in the window; and a CPU-time budget
@@ -62,6 +63,7 @@ that must keep users from probing internal hosts should give the app's
 from __future__ import annotations
 
 import asyncio
+import errno
 import re
 import threading
 from collections.abc import Iterable, Sequence
@@ -95,8 +97,8 @@ MAX_REDIRECTS = 3
 MAX_RULE_WORK = 300_000
 """Upper bound of candidate instants the recurrence engine may step through for
 one rule, from its DTSTART to the window (about a second of CPU). Normal rules
-stay far below (a daily event since 1900 is about 46,000); ``FREQ=MINUTELY``
-over a year is not."""
+stay far below (a daily event since 1900 is about 46,000); an hourly one since
+1990 does not."""
 
 MAX_PARSE_SECONDS = 5.0
 """CPU seconds one parse may spend, checked between repeating events (the
@@ -143,8 +145,6 @@ _PRIVATE_CLASSES = frozenset({"PRIVATE", "CONFIDENTIAL"})
 # number of periods is never under-estimated) and how many days the engine
 # walks through in each period.
 _FREQ_SECONDS = {
-    "SECONDLY": 1,
-    "MINUTELY": 60,
     "HOURLY": 3_600,
     "DAILY": 86_400,
     "WEEKLY": 7 * 86_400,
@@ -475,6 +475,14 @@ def _check_rule(
             "calendar_invalid", f"The repeat rule of the event {_name(event)} cannot be read."
         )
     freq = _upper(_first(rule.get("FREQ")))
+    if freq in ("MINUTELY", "SECONDLY"):
+        # No meeting repeats every minute, and the engine is slowest on these:
+        # one that can rarely match walks each second of the gap, for minutes.
+        raise CalendarError(
+            "calendar_too_big",
+            f"The event {_name(event)} repeats every {freq[:-2].lower()}; events that "
+            "repeat more often than hourly are not supported.",
+        )
     if freq not in _FREQ_SECONDS:
         raise CalendarError(
             "calendar_invalid", f"The repeat rule of the event {_name(event)} has no valid FREQ."
@@ -661,7 +669,7 @@ class CalendarFetcher:
             raise CalendarError(
                 "calendar_unreachable",
                 f"Could not connect to the calendar server {_where(current)}: "
-                f"{exc.os_error.strerror or _reason(exc.os_error)}.",
+                f"{_connect_reason(exc.os_error)}.",
             ) from exc
         except aiohttp.ServerDisconnectedError as exc:
             raise CalendarError(
@@ -672,7 +680,8 @@ class CalendarFetcher:
         except aiohttp.ClientResponseError as exc:
             raise CalendarError(
                 "calendar_http_error",
-                f"The calendar server {_where(current)} sent an invalid answer: {_reason(exc)}",
+                f"The calendar server {_where(current)} sent an invalid answer: "
+                f"{_reason(exc.message or exc)}",
             ) from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise CalendarError(
@@ -745,11 +754,14 @@ def _http_url(url: str) -> URL:
             "webcal:// addresses are not supported; use the same address with https:// "
             "(or http://) instead.",
         )
+    if not scheme:
+        raise CalendarError(
+            "calendar_bad_url", "The calendar address must start with https:// or http://."
+        )
     if scheme not in ("http", "https"):
         raise CalendarError(
             "calendar_bad_url",
-            f"Only http and https calendar addresses are supported, not "
-            f"{scheme + ':' if scheme else 'this address'}.",
+            f"Only https:// and http:// calendar addresses are supported, not {scheme}://.",
         )
     if not parsed.host:
         raise CalendarError("calendar_bad_url", "The calendar address has no host name.")
@@ -777,6 +789,17 @@ def _redirect_target(current: URL, response: aiohttp.ClientResponse) -> URL:
             f"{target.scheme or 'relative'}: address; only http and https are followed.",
         )
     return target
+
+
+def _connect_reason(error: OSError) -> str:
+    """Why a connection failed, in words a user can act on."""
+    if error.errno == errno.ECONNREFUSED:
+        return "the connection was refused (is the server running, and is the port right?)"
+    if error.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+        return "there is no network route to it from the collab server"
+    if error.errno == errno.ETIMEDOUT:
+        return "the connection timed out"
+    return _reason(error.strerror or error)
 
 
 def _looks_like_icalendar(body: bytes | bytearray) -> bool:
@@ -846,7 +869,9 @@ def _size(n: int) -> str:
     return f"{max(1, round(n / 1024))} KB"
 
 
-def _reason(exc: BaseException) -> str:
+def _reason(exc: BaseException | str) -> str:
     """A short, single-line reason from an exception, for a user-facing message."""
-    text = re.sub(r"\s+", " ", str(exc)).strip() or type(exc).__name__
+    text = re.sub(r"\s+", " ", str(exc)).strip()
+    if not text:
+        text = type(exc).__name__ if isinstance(exc, BaseException) else "no details"
     return text if len(text) <= _REASON_MAX else text[: _REASON_MAX - 1] + "…"
