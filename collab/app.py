@@ -25,6 +25,7 @@ from collab.accounts.service import DAY_MS, HOUR_MS, AccountService
 from collab.accounts.throttle import LoginThrottle
 from collab.api import openapi
 from collab.api.middleware import add_security_headers, json_errors, request_context
+from collab.api.unavailable import as_unavailable
 from collab.appkeys import (
     ACCOUNTS,
     BUS,
@@ -108,6 +109,7 @@ def create_app(
         command_burst=config.ws_command_burst,
     )
     sockets.on_count.append(metrics.open_sockets.set)
+    sockets.error_mapper = as_unavailable
     chat = ChatService(store, bus, clock, on_message=metrics.chat_messages.labels)
     metrics.read_counter(
         "collab_ws_deliveries", "Events queued to local sockets", lambda: hub.delivered

@@ -73,6 +73,9 @@ class SocketServer:
         self._rates = PerKeyBuckets(commands_per_second, command_burst)
         self._closing = False
         self.on_count: list[Callable[[int], None]] = []
+        # Turns an unexpected exception into an error answer the client can act on
+        # (e.g. "unavailable" when the database is down), or None for "internal".
+        self.error_mapper: Callable[[Exception], protocol.CommandError | None] | None = None
         self.register("ping", Ping, self._ping)
 
     def register(self, command_type: str, struct: type[Any], handler: Handler) -> None:
@@ -207,11 +210,16 @@ class SocketServer:
             conn.push_answer(protocol.error(exc.command_id or command_id, exc.code, exc.message))
         except protocol.CommandError as exc:
             conn.push_answer(protocol.error(command_id, exc.code, exc.message, **exc.extra))
-        except Exception:
-            log.exception("socket command failed user=%s", conn.username)
-            conn.push_answer(
-                protocol.error(command_id, "internal", "The server could not do this command.")
-            )
+        except Exception as exc:
+            mapped = self.error_mapper(exc) if self.error_mapper else None
+            if mapped is not None:
+                log.warning("socket command %s failed: %s", command_id, exc)
+                conn.push_answer(protocol.error(command_id, mapped.code, mapped.message))
+            else:
+                log.exception("socket command failed user=%s", conn.username)
+                conn.push_answer(
+                    protocol.error(command_id, "internal", "The server could not do this command.")
+                )
         finally:
             callbacks, conn.after_answer = conn.after_answer, []
             for callback in callbacks:

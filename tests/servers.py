@@ -94,6 +94,8 @@ class PostgresServer:
         self.admin_dsn = admin_dsn
         self.process = process
         self.data_dir: str | None = None
+        self._run_as: list[str] = []
+        self._port = 0
 
     @classmethod
     def find_or_start(cls) -> PostgresServer:
@@ -102,6 +104,10 @@ class PostgresServer:
         )
         if _answers_sync(dsn):
             return cls(dsn)
+        return cls._start_temporary()
+
+    @classmethod
+    def start_temporary(cls) -> PostgresServer:
         return cls._start_temporary()
 
     @classmethod
@@ -119,33 +125,62 @@ class PostgresServer:
             stdout=subprocess.DEVNULL,
         )
         port = free_port()
-        process = subprocess.Popen(
+        server = cls(f"postgresql://postgres@127.0.0.1:{port}/postgres")
+        server.data_dir = data_dir
+        server._run_as = run_as
+        server._port = port
+        server.resume()
+        return server
+
+    def resume(self) -> None:
+        """Start (again) the temporary server, on the same port and data."""
+        assert self.data_dir is not None
+        self.process = subprocess.Popen(
             [
-                *run_as,
+                *self._run_as,
                 _find_pg_binary("postgres"),
                 "-D",
-                data_dir,
+                self.data_dir,
                 "-p",
-                str(port),
+                str(self._port),
                 "-h",
                 "127.0.0.1",
                 "-k",
-                data_dir,
+                self.data_dir,
                 "-c",
                 "fsync=off",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        dsn = f"postgresql://postgres@127.0.0.1:{port}/postgres"
         deadline = time.monotonic() + 30
-        while not _answers_sync(dsn):
-            if time.monotonic() > deadline or process.poll() is not None:
+        while not _answers_sync(self.admin_dsn):
+            if time.monotonic() > deadline or self.process.poll() is not None:
                 raise RuntimeError("the temporary PostgreSQL did not start")
             time.sleep(0.2)
-        server = cls(dsn, process)
-        server.data_dir = data_dir
-        return server
+
+    def pause(self) -> None:
+        """Stop the temporary server, keeping its data (an outage, not a loss)."""
+        if self.process is None or self.data_dir is None:
+            return
+        # Fast shutdown: open client connections must not keep it up.
+        subprocess.run(
+            [
+                *self._run_as,
+                _find_pg_binary("pg_ctl"),
+                "-D",
+                self.data_dir,
+                "-m",
+                "fast",
+                "-w",
+                "stop",
+            ],
+            check=False,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.process.wait(timeout=30)
+        self.process = None
 
     async def create_database(self) -> str:
         name = f"collab_test_{secrets.token_hex(6)}"
@@ -168,10 +203,7 @@ class PostgresServer:
         return f"{base}/{database}"
 
     def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
-            self.process = None
+        self.pause()
         if self.data_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 

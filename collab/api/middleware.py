@@ -18,6 +18,7 @@ from aiohttp import web
 
 from collab.api.body import json_response
 from collab.api.errors import ApiError, BadRequest
+from collab.api.unavailable import as_unavailable
 from collab.appkeys import CONFIG, METRICS
 from collab.ops.logs import request_id
 
@@ -131,7 +132,11 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         if exc.status == 405 and "Allow" in exc.headers:
             response.headers["Allow"] = exc.headers["Allow"]
         return response
-    except Exception:
+    except Exception as exc:
+        outage = as_unavailable(exc)
+        if isinstance(outage, ApiError):
+            log.warning("%s %s: %s", request.method, request.rel_url.path, exc)
+            return error_response(outage)
         log.exception("unhandled error in %s %s", request.method, request.rel_url.path)
         return json_response(
             {
