@@ -33,6 +33,7 @@ class Hub:
         self._subscriptions: dict[str, asyncio.Future[Subscription]] = {}
         self._by_user: dict[int, set[Connection]] = {}
         self._user_watchers: list[UserWatcher] = [self._end_revoked]
+        self._room_watchers: list[UserWatcher] = []
         self.delivered = 0
         self._background: set[asyncio.Task[None]] = set()
         bus.add_gap_listener(self._tell_everyone_to_sync)
@@ -107,10 +108,19 @@ class Hub:
         del self._listeners[topic]
         return self._subscriptions.pop(topic, None)
 
+    def add_room_change_watcher(self, watcher: UserWatcher) -> None:
+        """Called for each local listener of a room when the room changes (its members,
+        name, topic): e.g. to start following the presence of someone who joined."""
+        self._room_watchers.append(watcher)
+
     def _deliver(self, topic: str, payload: bytes) -> None:
         listeners = self._listeners.get(topic)
         if not listeners:
             return
+        if self._room_watchers and payload.startswith(b'{"type":"room.updated"'):
+            for conn in tuple(listeners):
+                for room_watcher in self._room_watchers:
+                    room_watcher(conn, payload)
         watch = topic.startswith("user:")
         for conn in tuple(listeners):
             if watch and not all(watcher(conn, payload) for watcher in self._user_watchers):

@@ -31,6 +31,7 @@ Handler = Callable[[Connection, Any], Awaitable[dict[str, Any] | None]]
 ConnectHook = Callable[[Connection], Awaitable[None]]
 
 FIRST_COMMAND_WAIT_S = 2.0
+_START_TIMER = "ws.start_timer"
 
 
 def _keep_all(_frame: bytes) -> bool:
@@ -147,6 +148,7 @@ class SocketServer:
         release_timer = asyncio.get_running_loop().call_later(
             FIRST_COMMAND_WAIT_S, lambda: conn.release(_keep_all)
         )
+        conn.state[_START_TIMER] = release_timer
         await self.hub.add(conn)
         self._count_changed()
         try:
@@ -178,6 +180,9 @@ class SocketServer:
         try:
             envelope, data = protocol.parse_envelope(raw)
             command_id = envelope.id
+            timer = conn.state.pop(_START_TIMER, None)
+            if isinstance(timer, asyncio.TimerHandle):
+                timer.cancel()  # the first command decides; the timer must not undo a sync
             if conn.held and envelope.type != "sync":
                 conn.release(_keep_all)
             command = self._commands.get(envelope.type)

@@ -19,11 +19,14 @@ These checks keep the document true:
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import io
 import json
 import re
+import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,7 +35,7 @@ import msgspec
 import openapi_spec_validator
 import pytest
 from aiohttp import ClientWebSocketResponse, web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 from multidict import CIMultiDictProxy
 from openapi_schema_validator import OAS31Validator, oas31_format_checker
 from PIL import Image
@@ -46,6 +49,7 @@ from collab.app import create_app
 from collab.appkeys import ACCOUNTS
 from collab.chat import http as chat_http
 from collab.config import Config
+from collab.presence import http as presence_http
 from collab.search.service import SearchQuery
 from collab.webhooks.http import WebhookCreate, WebhookPost
 
@@ -62,7 +66,7 @@ GUEST_PASSWORD = "gus-password-1"
 @pytest.fixture
 def app(tmp_path: Path, fast_passwords: Passwords) -> web.Application:
     # Small upload limits, so the scenario can reach them with small files.
-    config = Config(data_dir=tmp_path, upload_max_mb=1, user_quota_mb=1)
+    config = Config(data_dir=tmp_path, upload_max_mb=1, user_quota_mb=1, calendar_max_kb=1)
     return create_app(config, passwords=fast_passwords, announce_first_run=False)
 
 
@@ -138,9 +142,11 @@ def test_every_operation_is_fully_described(spec: dict[str, Any]) -> None:
         if "requestBody" in operation:
             if method not in UNSAFE_METHODS:
                 problems.append(f"{where}: a body on a safe method")
-            for status in ("400", "413", "415"):
-                if status not in statuses:
-                    problems.append(f"{where}: reads a JSON body but does not list {status}")
+            # Other bodies (an upload, a calendar file) list what their route gives.
+            if JSON in operation["requestBody"]["content"]:
+                for status in ("400", "413", "415"):
+                    if status not in statuses:
+                        problems.append(f"{where}: reads a JSON body but does not list {status}")
         public = operation.get("security") == []
         if method in UNSAFE_METHODS and path.startswith("/api/") and "403" not in statuses:
             problems.append(f"{where}: unsafe but does not list 403 (csrf_failed)")
@@ -166,6 +172,7 @@ QUERY_STRUCTS = {
     "HistoryQuery": ("/api/v1/rooms/{id}/messages", "get"),
     "ChannelQuery": ("/api/v1/channels", "get"),
     "SearchQuery": ("/api/v1/search", "get"),
+    "LookupQuery": ("/api/v1/presence", "get"),
 }
 
 
@@ -211,10 +218,12 @@ def _compare_object(name: str, expected: dict[str, Any], actual: dict[str, Any])
 
 
 def _request_structs() -> list[type[msgspec.Struct]]:
-    """Every struct a route parses a request into: accounts, chat, search and webhooks."""
+    """Every struct a route parses a request into: accounts, chat, presence, search and
+    webhooks."""
     return [
         *accounts_http.Strict.__subclasses__(),
         *chat_http.Strict.__subclasses__(),
+        *presence_http.Strict.__subclasses__(),
         SearchQuery,
         WebhookCreate,
         WebhookPost,
@@ -460,6 +469,7 @@ class Actor:
 
 
 ClientFactory = Callable[..., Awaitable[TestClient]]
+ServerFactory = Callable[..., Awaitable[TestServer]]
 
 
 async def _frames_until(
@@ -1025,8 +1035,231 @@ async def _webhooks_scenario(anon: Actor, admin: Actor, mia: Actor, ivy: Actor, 
     await anon.call("POST", spam, 429, json={"text": "more"}, code="rate_limited")
 
 
+def _calendar(start: int, end: int, *extra: str) -> bytes:
+    """An iCalendar file with one event from ``start`` to ``end`` (epoch milliseconds)."""
+
+    def stamp(ms: int) -> str:
+        return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y%m%dT%H%M%SZ")
+
+    lines = [
+        "BEGIN:VCALENDAR",
+        "VERSION:2.0",
+        "PRODID:-//collab openapi test//EN",
+        "BEGIN:VEVENT",
+        "UID:standup",
+        f"DTSTAMP:{stamp(start)}",
+        f"DTSTART:{stamp(start)}",
+        f"DTEND:{stamp(end)}",
+        "SUMMARY:Standup",
+        *extra,
+        "END:VEVENT",
+        "END:VCALENDAR",
+        "",
+    ]
+    return "\r\n".join(lines).encode()
+
+
+async def _calendar_server(aiohttp_server: ServerFactory, ics: bytes) -> TestServer:
+    """A company calendar server: a calendar, a sign-in page, one too large, and 404s."""
+
+    async def calendar(request: web.Request) -> web.Response:
+        return web.Response(body=ics, content_type="text/calendar")
+
+    async def sign_in_page(request: web.Request) -> web.Response:
+        return web.Response(text="<html>Please sign in</html>", content_type="text/html")
+
+    async def too_large(request: web.Request) -> web.Response:
+        return web.Response(body=b"BEGIN:VCALENDAR\r\n" + b"X" * 2048, content_type="text/calendar")
+
+    calendars = web.Application()
+    calendars.router.add_get("/team.ics", calendar)
+    calendars.router.add_get("/login", sign_in_page)
+    calendars.router.add_get("/huge.ics", too_large)
+    return await aiohttp_server(calendars)
+
+
+async def _presence_scenario(
+    aiohttp_server: ServerFactory, anon: Actor, mia: Actor, ivy: Actor, gus: Actor
+) -> None:
+    """Presence, presence settings, calendars and notification levels. The app allows
+    calendars of 1 KB. Gus (a guest) shares rooms with mia but not with ivy."""
+    rooms = "/api/v1/rooms"
+    made = {"kind": "private", "name": "Standup", "members": ["gus"]}
+    standup = (await mia.call("POST", rooms, 201, json=made))["room"]
+    made = {"kind": "channel", "name": "Watercooler"}
+    watercooler = (await mia.call("POST", rooms, 201, json=made))["room"]
+
+    # Looking people up: members anyone, guests only the people of their rooms.
+    found = await mia.call("GET", "/api/v1/users/GUS/presence", 200)
+    assert (found["username"], found["status"], found["last_seen"]) == ("gus", "offline", None)
+    await mia.call("GET", "/api/v1/users/nobody/presence", 404, code="user_not_found")
+    assert (await gus.call("GET", "/api/v1/users/mia/presence", 200))["username"] == "mia"
+    await gus.call("GET", "/api/v1/users/ivy/presence", 403, code="forbidden")
+    lookup = "/api/v1/presence"
+    many = await mia.call("GET", f"{lookup}?users=ivy,%20GUS,nobody,ivy", 200)
+    assert [p["username"] for p in many["users"]] == ["ivy", "gus"]
+    await gus.call("GET", f"{lookup}?users=mia,ivy", 403, code="forbidden")
+    await mia.call("GET", lookup, 400, code="missing_field")
+    await mia.call("GET", f"{lookup}?users=", 400, code="invalid_field")
+    await mia.call("GET", f"{lookup}?users=,,", 400, code="invalid_field")
+    crowd = ",".join(f"u{i}" for i in range(201))
+    await mia.call("GET", f"{lookup}?users={crowd}", 400, code="invalid_field")
+    await mia.call("GET", f"{lookup}?users=mia&status=busy", 400, code="unknown_field")
+    await anon.call("GET", f"{lookup}?users=mia", 401, code="unauthenticated")
+
+    # Settings: time zone, quiet hours, busy silences notifications.
+    settings = "/api/v1/me/presence/settings"
+    assert (await mia.call("GET", settings, 200))["time_zone"] == "UTC"
+    change = {
+        "time_zone": "Europe/Berlin",
+        "quiet_start": 22 * 60,
+        "quiet_end": 7 * 60,
+        "silence_when_busy": True,
+    }
+    changed = await mia.call("PATCH", settings, 200, json=change)
+    assert (changed["quiet_start"], changed["quiet_end"]) == (1320, 420)
+    off = await mia.call("PATCH", settings, 200, json={"quiet_hours": False, "quiet_start": 1})
+    assert (off["quiet_start"], off["quiet_end"], off["time_zone"]) == (None, None, "Europe/Berlin")
+    mars = {"time_zone": "Mars/Olympus"}
+    await mia.call("PATCH", settings, 400, json=mars, code="invalid_field")
+    await mia.call("PATCH", settings, 400, json={"time_zone": "utc"}, code="invalid_field")
+    await mia.call("PATCH", settings, 400, json={"quiet_start": 60}, code="missing_field")
+    late = {"quiet_start": 1440, "quiet_end": 0}
+    await mia.call("PATCH", settings, 400, json=late, code="invalid_field")
+    await mia.call("PATCH", settings, 400, json={"dnd": True}, code="unknown_field")
+    await mia.call("PATCH", settings, 403, json=change, csrf=False, code="csrf_failed")
+
+    now = int(time.time() * 1000)
+    ics = _calendar(now - 10 * 60_000, now + 20 * 60_000)
+    calendars = await _calendar_server(aiohttp_server, ics)
+    me = "/api/v1/me/presence"
+    mine = "/api/v1/users/mia/presence"
+    async with mia.client.ws_connect("/ws") as socket:
+        # With a socket open mia is online; her first command lets live events through.
+        await socket.receive_json(timeout=5)  # hello
+        await socket.send_json({"id": "p1", "type": "ping"})
+        frames = await _frames_until(socket, lambda f: f.get("re") == "p1")
+        if not any(f.get("type") == "presence.snapshot" for f in frames):
+            frames += await _frames_until(socket, lambda f: f.get("type") == "presence.snapshot")
+        [snapshot] = [f for f in frames if f.get("type") == "presence.snapshot"]
+        for item in snapshot["users"]:
+            mia.contract.validate("/components/schemas/PresenceEvent", item, "presence.snapshot")
+        assert "gus" in {item["username"] for item in snapshot["users"]}
+        assert (await mia.call("GET", mine, 200))["status"] == "available"
+        await socket.send_json({"id": "p2", "type": "presence.get", "users": [found["user"]]})
+        answer = (await _frames_until(socket, lambda f: f.get("re") == "p2"))[-1]
+        assert answer["users"] == [found]
+
+        # Choosing a status and a custom text.
+        end = now + 30 * 60_000
+        choice = {
+            "status": "busy",
+            "until": end,
+            "text": "Dentist",
+            "emoji": "🦷",
+            "text_until": end,
+        }
+        busy = await mia.call("PUT", me, 200, json=choice)
+        assert (busy["status"], busy["until"], busy["text"]) == ("busy", end, "Dentist")
+        assert busy["reason"].startswith("until ")
+        back = await mia.call("PUT", me, 200, json={"status": "available", "text": "", "emoji": ""})
+        assert (back["status"], back["text"], back["emoji"], back["until"]) == (
+            "available",
+            None,
+            None,
+            None,
+        )
+        await mia.call("PUT", me, 400, json={"status": "sleeping"}, code="invalid_field")
+        long_text = {"status": "busy", "text": "x" * 101}
+        await mia.call("PUT", me, 400, json=long_text, code="invalid_field")
+        await mia.call("PUT", me, 400, json={}, code="missing_field")
+        await mia.call("PUT", me, 400, json={"status": "dnd", "mood": "x"}, code="unknown_field")
+        await mia.call("PUT", me, 403, json={"status": "dnd"}, csrf=False, code="csrf_failed")
+
+        # A calendar at an address: read at once, so mistakes are answered now.
+        calendar = "/api/v1/me/calendar"
+        url = str(calendars.make_url("/team.ics"))
+        used = await mia.call("PUT", calendar, 200, json={"url": url})
+        assert (used["calendar_kind"], used["calendar_url"], used["calendar_error"]) == (
+            "url",
+            url,
+            None,
+        )
+        meeting = await mia.call("GET", mine, 200)
+        assert (meeting["status"], meeting["until"]) == ("busy", (now + 20 * 60_000) // 1000 * 1000)
+        assert meeting["reason"].startswith("in a meeting until ")
+        for address, status, code in (
+            ("ftp://calendar.example/mia.ics", 400, "calendar_bad_url"),
+            (str(calendars.make_url("/login")), 400, "calendar_invalid"),
+            (str(calendars.make_url("/huge.ics")), 400, "calendar_too_large"),
+            (str(calendars.make_url("/missing.ics")), 502, "calendar_http_error"),
+            ("http://127.0.0.1:1/x.ics", 502, "calendar_unreachable"),
+        ):
+            await mia.call("PUT", calendar, status, json={"url": address}, code=code)
+        await mia.call("PUT", calendar, 400, json={"url": ""}, code="invalid_field")
+        await mia.call("PUT", calendar, 400, json={"link": url}, code="unknown_field")
+        await mia.call("PUT", calendar, 403, json={"url": url}, csrf=False, code="csrf_failed")
+        kept = await mia.call("GET", settings, 200)
+        assert (kept["calendar_url"], kept["calendar_error"]) == (url, None)
+
+        # An uploaded calendar file.
+        file = f"{calendar}/file"
+        as_ics = {"Content-Type": "text/calendar"}
+        filed = await mia.call("PUT", file, 200, data=ics, headers=as_ics)
+        assert (filed["calendar_kind"], filed["calendar_url"]) == ("file", None)
+        await mia.call(
+            "PUT", file, 400, data=b"not a calendar", headers=as_ics, code="calendar_invalid"
+        )
+        dense = _calendar(now, now + 1000, "RRULE:FREQ=SECONDLY")
+        await mia.call("PUT", file, 400, data=dense, headers=as_ics, code="calendar_too_big")
+        big = b"BEGIN:VCALENDAR\r\n" + b"X" * 2048
+        await mia.call("PUT", file, 413, data=big, headers=as_ics, code="calendar_too_large")
+        await mia.call("PUT", file, 403, data=ics, headers=as_ics, csrf=False, code="csrf_failed")
+        await mia.call("DELETE", calendar, 403, csrf=False, code="csrf_failed")
+        await mia.call("DELETE", calendar, 204)
+        assert (await mia.call("GET", settings, 200))["calendar_kind"] is None
+        assert (await mia.call("GET", mine, 200))["status"] == "available"
+
+        # Notification levels; the caller's sockets hear of a change.
+        notify = f"{rooms}/{standup['id']}/notify"
+        assert await mia.call("PUT", notify, 200, json={"level": "mute"}) == {"level": "mute"}
+        changed_level = await _frames_until(socket, lambda f: f.get("type") == "room.notify")
+        assert changed_level[-1] == {"type": "room.notify", "room": standup["id"], "level": "mute"}
+        await mia.call("PUT", notify, 400, json={"level": "loud"}, code="invalid_field")
+        await mia.call("PUT", notify, 400, json={}, code="missing_field")
+        await mia.call("PUT", f"{rooms}/x/notify", 400, json={"level": "all"}, code="invalid_field")
+        await mia.call("PUT", notify, 403, json={"level": "all"}, csrf=False, code="csrf_failed")
+        await ivy.call("PUT", notify, 404, json={"level": "all"}, code="room_not_found")
+        channel = f"{rooms}/{watercooler['id']}/notify"
+        await ivy.call("PUT", channel, 403, json={"level": "all"}, code="not_a_member")
+
+    # With no socket open, mia is offline, and when she was last seen is known.
+    for _ in range(100):
+        gone = await mia.call("GET", mine, 200)
+        if gone["status"] == "offline":
+            break
+        await asyncio.sleep(0.05)
+    assert gone["status"] == "offline" and gone["last_seen"] is not None
+
+    # The stream of changes: Server-Sent Events, each a PresenceEvent.
+    stream = "/api/v1/presence/stream"
+    async with gus.client.get(stream) as response:
+        first = b""
+        while not first.endswith(b"\n\n"):
+            first += await asyncio.wait_for(response.content.readline(), 5)
+        text = gus.contract.check("GET", stream, response.status, response.headers, first)
+    assert response.status == 200
+    event, data = text.strip().split("\n")
+    assert event == "event: presence" and data.startswith("data: ")
+    gus.contract.validate("/components/schemas/PresenceEvent", json.loads(data[6:]), "stream")
+    await anon.call("GET", stream, 401, code="unauthenticated")
+
+
 async def test_responses_conform_to_the_document(
-    app: web.Application, aiohttp_client: ClientFactory, spec: dict[str, Any]
+    app: web.Application,
+    aiohttp_client: ClientFactory,
+    aiohttp_server: ServerFactory,
+    spec: dict[str, Any],
 ) -> None:
     contract = Contract(spec)
     first = await aiohttp_client(app)
@@ -1207,6 +1440,7 @@ async def test_responses_conform_to_the_document(
     await _files_scenario(mia, ivy, gus)
     await _search_scenario(admin, mia, ivy, gus)
     await _webhooks_scenario(anon, admin, mia, ivy, gus)
+    await _presence_scenario(aiohttp_server, anon, mia, ivy, gus)
 
     # The realtime socket.
     await admin.call("GET", "/ws", 400, code="websocket_required")

@@ -283,3 +283,61 @@ async def test_a_burst_of_changes_sends_one_event(client: TestClient[Any, Any]) 
     await no_presence(watcher, "ana", wait=1.5)
     await ana_ws.close()
     await watcher.close()
+
+
+async def test_a_newcomer_to_a_shared_room_is_followed_at_once(
+    client: TestClient[Any, Any],
+) -> None:
+    ana, bob = await Person.create(client, "ana"), await Person.create(client, "bob")
+    cy = await Person.create(client, "cy")
+    room = await ana.room("channel", "team", ["bob"])
+    bob_ws = await bob.socket()
+    await bob_ws.command("ping")
+    cy_ws = await cy.socket()
+    await cy_ws.command("ping")
+    await no_presence(bob_ws, "cy")  # no shared room yet
+    await cy.call("POST", f"/api/v1/rooms/{room['id']}/join", 200)
+    assert (await presence_of(bob_ws, "cy"))["status"] == "available"
+    await cy_ws.command("presence.set", status="dnd")
+    await wait_status(bob_ws, "cy", "dnd")
+    # And once cy leaves again, bob stops hearing about cy.
+    await cy.call("POST", f"/api/v1/rooms/{room['id']}/leave", 204)
+    await asyncio.sleep(0.3)
+    await cy_ws.command("presence.set", status="busy")
+    await no_presence(bob_ws, "cy", wait=1.0)
+    await bob_ws.close()
+    await cy_ws.close()
+
+
+async def test_status_text_refuses_control_characters(client: TestClient[Any, Any]) -> None:
+    ana = await Person.create(client, "ana")
+    for text in ("bell\u0007", "evil\u202etxt"):
+        answer = await ana.call(
+            "PUT", "/api/v1/me/presence", 400, json={"status": "busy", "text": text}
+        )
+        assert answer["error"]["code"] == "invalid_field"
+    family = "\U0001f468\u200d\U0001f469\u200d\U0001f467"  # joined by zero-width joiners
+    ok = await ana.call("PUT", "/api/v1/me/presence", 200, json={"status": "busy", "emoji": family})
+    assert ok["emoji"] == family
+
+
+async def test_the_event_stream_ends_with_the_token(client: TestClient[Any, Any]) -> None:
+    ana = await Person.create(client, "ana")
+    made = await ana.call("POST", "/api/v1/tokens", 201, json={"name": "light"})
+    async with aiohttp.ClientSession(base_url=str(client.make_url("/"))) as program:
+        response = await program.get(
+            "/api/v1/presence/stream", headers={"Authorization": f"Bearer {made['token']}"}
+        )
+        assert response.status == 200
+        await ana.call("DELETE", f"/api/v1/tokens/{made['id']}", 204)
+        async with asyncio.timeout(5):
+            while await response.content.readline():
+                pass  # read until the server ends the stream
+        assert response.content.at_eof()
+
+
+async def test_an_impossible_calendar_host_is_a_clear_error(client: TestClient[Any, Any]) -> None:
+    ana = await Person.create(client, "ana")
+    url = "http://" + "a" * 300 + ".example/cal.ics"
+    answer = await ana.call("PUT", "/api/v1/me/calendar", 400, json={"url": url})
+    assert answer["error"]["code"] == "calendar_bad_url"

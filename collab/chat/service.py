@@ -39,6 +39,7 @@ from collab.store import files as file_sql
 from collab.store import messages as message_sql
 from collab.store import rooms as room_sql
 from collab.store import users as user_sql
+from collab.store.files import FileRecord
 from collab.store.messages import MessageRecord
 from collab.store.rooms import MemberRecord, RoomRecord
 from collab.store.users import UserRecord
@@ -136,8 +137,7 @@ class ChatService:
         With ``admin_may_manage``, an administrator who is not a member may still
         manage a channel or private room (archive it, rename it, remove people).
         """
-        room = await room_sql.by_id(conn, room_id)
-        mine = await room_sql.member(conn, room_id, identity.user.id) if room else None
+        room, mine = await room_sql.with_member(conn, room_id, identity.user.id)
         if (
             room is not None
             and mine is None
@@ -687,15 +687,13 @@ class ChatService:
                 field="client_msg_id",
             )
         sender = identity.user
-        if client_msg_id is not None:
-            async with self._store.read() as conn:
-                earlier = await message_sql.by_client_msg_id(conn, sender.id, client_msg_id)
-                if earlier is not None:
-                    return await self._idempotent(conn, identity, earlier, room_id), False
+        # No look-up of client_msg_id first: the unique index catches a retry (below),
+        # which keeps the common case to a handful of statements.
         try:
             async with self._store.transaction() as conn:
                 room, _ = await self._room_for(conn, identity, room_id)
                 self._writable(room)
+                target = None
                 if reply_to is not None:
                     target = await message_sql.by_id(conn, reply_to)
                     if target is None or target.room_id != room.id:
@@ -721,8 +719,9 @@ class ChatService:
                     now=self._clock(),
                 )
                 await message_sql.add_mentions(
-                    conn, record, [*mentioned, *([None] if everyone else [])]
+                    conn, record, [*(u.id for u in mentioned), *([None] if everyone else [])]
                 )
+                files = []
                 if file_ids:
                     attached = await file_sql.attach(
                         conn,
@@ -737,14 +736,25 @@ class ChatService:
                             code="invalid_field",
                             field="files",
                         )
-                view = await self._view(conn, record)
+                    files = (await file_sql.of_messages(conn, [record.id])).get(record.id, [])
+                reply_sender = None
+                if target is not None and target.sender_id is not None:
+                    reply_sender = (
+                        sender
+                        if target.sender_id == sender.id
+                        else await user_sql.by_id(conn, target.sender_id)
+                    )
+                view = self._new_view(
+                    record, sender, target, reply_sender, mentioned, everyone, files
+                )
         except IntegrityError:
             if client_msg_id is None:
                 raise
-            # The same client_msg_id was committed by a concurrent retry.
+            # A retry: this client_msg_id is stored already (maybe by a concurrent send).
             async with self._store.read() as conn:
                 earlier = await message_sql.by_client_msg_id(conn, sender.id, client_msg_id)
-                assert earlier is not None
+                if earlier is None:
+                    raise
                 return await self._idempotent(conn, identity, earlier, room_id), False
         await self._publish(room_topic(room_id), event("chat.message", view))
         self._count(view.kind)
@@ -772,12 +782,57 @@ class ChatService:
 
     async def _members_named(
         self, conn: AsyncConnection, room_id: int, names: set[str]
-    ) -> list[int]:
+    ) -> list[UserRecord]:
         if not names:
             return []
         found = await user_sql.by_usernames(conn, names)
         member_ids = set(await room_sql.member_ids(conn, room_id))
-        return sorted(u.id for u in found.values() if u.id in member_ids)
+        return sorted((u for u in found.values() if u.id in member_ids), key=lambda u: u.id)
+
+    @staticmethod
+    def _new_view(
+        record: MessageRecord,
+        sender: UserRecord,
+        target: MessageRecord | None,
+        reply_sender: UserRecord | None,
+        mentioned: list[UserRecord],
+        everyone: bool,
+        files: Sequence[FileRecord],
+    ) -> MessageView:
+        """The view of a message just stored, from what the send already knows: no
+        queries (``views`` gives the same result for stored messages)."""
+
+        def ref(user: UserRecord | None) -> UserRef | None:
+            return UserRef(user.id, user.username, user.display_name) if user else None
+
+        return MessageView(
+            id=record.id,
+            room=record.room_id,
+            seq=record.seq,
+            kind=record.kind,
+            sender=ref(sender),
+            bot_name=record.bot_name,
+            body=record.body,
+            created_at=record.created_at,
+            edited_at=None,
+            deleted=False,
+            reply_to=ReplyRef(
+                id=target.id,
+                seq=target.seq,
+                sender=ref(reply_sender),
+                excerpt="" if target.deleted_at else target.body[:200],
+                deleted=target.deleted_at is not None,
+            )
+            if target
+            else None,
+            mentions=sorted(u.username for u in mentioned),
+            mentions_room=everyone,
+            reactions=[],
+            files=[file_ref(f) for f in files],
+            client_msg_id=record.client_msg_id,
+            change=record.change_seq,
+            meta=record.meta,
+        )
 
     async def _announce(self, notes: list[MessageRecord]) -> None:
         """Announce the system messages of a committed change."""
@@ -851,7 +906,7 @@ class ChatService:
             if text == message.body:
                 return message
             names, everyone = parse_mentions(text)
-            mentioned = await self._members_named(conn, room.id, names)
+            mentioned = [u.id for u in await self._members_named(conn, room.id, names)]
             record = await message_sql.update(
                 conn,
                 message.id,

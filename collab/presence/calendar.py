@@ -688,6 +688,11 @@ class CalendarFetcher:
                 "calendar_unreachable",
                 f"Fetching the calendar from {_where(current)} failed: {_reason(exc)}",
             ) from exc
+        except (UnicodeError, ValueError) as exc:
+            # e.g. a host name label longer than 63 characters fails in the name lookup.
+            raise CalendarError(
+                "calendar_bad_url", f"The calendar address is not valid: {_reason(exc)}"
+            ) from exc
 
     async def _read(
         self,

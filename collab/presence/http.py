@@ -20,8 +20,10 @@ from collab.presence.model import zone
 from collab.presence.realtime import choice_from_status
 from collab.presence.service import presence_topic
 from collab.store.presence import PresenceSettings
+from signaling.protocol import read_revocation, user_topic
 
 SSE_KEEPALIVE_S = 15.0
+SSE_QUEUE = 1000
 MAX_LOOKUP = 200
 
 
@@ -174,13 +176,25 @@ async def presence_stream(request: web.Request) -> web.StreamResponse:
     presence = request.app[PRESENCE]
     bus = request.app[BUS]
     peers = sorted(await presence.peers(identity.user.id))
-    queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=1000)
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=SSE_QUEUE)
 
     def on_event(_topic: str, payload: bytes) -> None:
-        with contextlib.suppress(asyncio.QueueFull):
+        try:
             queue.put_nowait(payload)
+        except asyncio.QueueFull:
+            # Too far behind to be right any more: end the stream; the client reconnects
+            # and starts again from a fresh snapshot.
+            queue._queue.clear()  # type: ignore[attr-defined]
+            queue.put_nowait(None)
+
+    def on_revocation(_topic: str, payload: bytes) -> None:
+        revocation = read_revocation(payload)
+        if revocation is not None and revocation.ends(identity.credential):
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(None)
 
     subscriptions = [await bus.subscribe(presence_topic(uid), on_event) for uid in peers]
+    subscriptions.append(await bus.subscribe(user_topic(identity.user.id), on_revocation))
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -198,6 +212,8 @@ async def presence_stream(request: web.Request) -> web.StreamResponse:
             except TimeoutError:
                 await response.write(b": keep-alive\n\n")
                 continue
+            if payload is None:
+                break  # the sign-in ended, or the reader fell too far behind
             await response.write(_sse(payload))
     except (ConnectionResetError, asyncio.CancelledError):
         pass

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 ACTIVITY_MIN_INTERVAL_MS = 30_000
 KEY = "presence.key"
 LAST_TOUCH = "presence.last_touch"
+REFRESHING = "presence.refreshing"
 
 Text = Annotated[str, msgspec.Meta(max_length=100)]
 Emoji = Annotated[str, msgspec.Meta(max_length=64)]
@@ -77,6 +78,7 @@ class PresenceSockets:
         sockets.on_connect(self._on_connect)
         sockets.on_disconnect(self._on_disconnect)
         self._hub.add_user_watcher(self._watch_rooms)
+        self._hub.add_room_change_watcher(self._room_changed)
         sockets.register("presence.set", SetPresence, self._set)
         sockets.register("presence.activity", Activity, self._activity)
         sockets.register("presence.get", GetPresence, self._get)
@@ -123,6 +125,13 @@ class PresenceSockets:
             self._spawn(self._refresh_peers(conn))
         return True
 
+    def _room_changed(self, conn: Connection, payload: bytes) -> bool:
+        """Someone joined or left a room this connection is in: follow the right people."""
+        if not conn.state.get(REFRESHING):
+            conn.state[REFRESHING] = True
+            self._spawn(self._refresh_peers(conn))
+        return True
+
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
@@ -130,6 +139,7 @@ class PresenceSockets:
 
     async def _refresh_peers(self, conn: Connection) -> None:
         """After a room change: listen to new peers (and tell their status), drop old ones."""
+        conn.state[REFRESHING] = False
         peers = await self._presence.peers(conn.user_id)
         current = {int(t.split(":", 1)[1]) for t in conn.topics if t.startswith("presence:")}
         for gone in current - peers:

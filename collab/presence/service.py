@@ -17,11 +17,13 @@ import contextlib
 import heapq
 import itertools
 import logging
+import unicodedata
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
 
+from collab.api.errors import BadRequest
 from collab.presence.model import CHOICES, Choice, Meeting, Presence, compute, next_change
 from collab.presence.registry import Registry
 from collab.store import Store
@@ -33,6 +35,7 @@ from signaling.protocol import encode
 
 log = logging.getLogger(__name__)
 
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 FLUSH_DELAY_S = 0.1
 FLUSH_RETRY_S = 1.0
 SETTINGS_TOPIC = "presence-settings"
@@ -173,6 +176,19 @@ class PresenceService:
     ) -> None:
         if choice not in CHOICES:
             raise ValueError(choice)
+        for field, value in (("text", text), ("emoji", emoji)):
+            # Control characters and bidi overrides (which can disguise text); joiners
+            # and variation selectors stay, emoji need them.
+            if value is not None and any(
+                unicodedata.category(ch) in ("Cc", "Zl", "Zp") or ch in _BIDI_CONTROLS
+                for ch in value
+            ):
+                raise BadRequest(
+                    f"The status {field} contains control characters.",
+                    code="invalid_field",
+                    field=field,
+                )
+        text = " ".join(text.split()) if text is not None else None
         now = self._clock()
         async with self._store.transaction() as conn:
             await presence_sql.upsert(

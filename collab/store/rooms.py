@@ -290,3 +290,27 @@ async def set_notify(conn: AsyncConnection, room_id: int, user_id: int, level: s
         .where(room_members.c.room_id == room_id, room_members.c.user_id == user_id)
         .values(notify=level)
     )
+
+
+async def with_member(
+    conn: AsyncConnection, room_id: int, user_id: int
+) -> tuple[RoomRecord | None, MemberRecord | None]:
+    """A room and the user's membership of it, in one query (the hot path of every send)."""
+    query = (
+        sa.select(rooms, *[c.label(f"m_{c.name}") for c in room_members.c])
+        .select_from(
+            rooms.outerjoin(
+                room_members,
+                sa.and_(room_members.c.room_id == rooms.c.id, room_members.c.user_id == user_id),
+            )
+        )
+        .where(rooms.c.id == room_id)
+    )
+    row = (await conn.execute(query)).first()
+    if row is None:
+        return None, None
+    data = row._mapping
+    room = RoomRecord(**{c.name: data[c.name] for c in rooms.c})
+    if data["m_user_id"] is None:
+        return room, None
+    return room, MemberRecord(**{c.name: data[f"m_{c.name}"] for c in room_members.c})
