@@ -121,3 +121,14 @@ class Socket:
     async def close(self) -> None:
         await self.ws.close()
         self._reader.cancel()
+
+
+async def make_trio(
+    client: TestClient[Any, Any], members: list[str]
+) -> tuple[Person, Person, Person, dict[str, Any]]:
+    """An admin, two members and a channel ana made with ``members`` in it."""
+    root = await Person.create(client, "root", role="admin")
+    ana = await Person.create(client, "ana")
+    bob = await Person.create(client, "bob")
+    room = await ana.room("channel", "team", members)
+    return root, ana, bob, room

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.chat_helpers import Person
+from tests.chat_helpers import Person, make_trio
 
 
 @pytest.fixture
@@ -15,10 +15,7 @@ async def trio(
     aiohttp_client: Any, make_app: Any, database_url: str
 ) -> AsyncIterator[tuple[Person, Person, Person, dict[str, Any]]]:
     client = await aiohttp_client(make_app(database_url=database_url))
-    root = await Person.create(client, "root", role="admin")
-    ana = await Person.create(client, "ana")
-    bob = await Person.create(client, "bob")
-    room = await ana.room("channel", "team", ["bob"])
+    root, ana, bob, room = await make_trio(client, ["bob"])
     yield root, ana, bob, room
     for person in (root, ana, bob):
         await person.close()
