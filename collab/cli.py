@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import errno
 import logging
+import signal
 import ssl
 import sys
 from collections.abc import Sequence
@@ -109,9 +111,20 @@ def _ssl_context(config: Config) -> ssl.SSLContext | None:
     return context
 
 
+async def _ignore_further_signals(_app: web.Application) -> None:
+    """A second Ctrl-C (or a SIGTERM from a supervisor and its process group) while
+    shutting down must not cut the clean-up short; the drain time bounds it anyway."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(sig)
+            loop.add_signal_handler(sig, log.info, "already shutting down")
+
+
 def serve(config: Config) -> None:
     context = _ssl_context(config)
     app = create_app(config)
+    app.on_shutdown.insert(0, _ignore_further_signals)
     log.info(
         "collab listening on %s (node %s, database %s, bus %s)",
         config.effective_public_url,
