@@ -36,7 +36,7 @@ from signaling.protocol import encode
 log = logging.getLogger(__name__)
 
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-FLUSH_DELAY_S = 0.1
+FLUSH_DELAY_S = 0.05
 FLUSH_RETRY_S = 1.0
 SETTINGS_TOPIC = "presence-settings"
 
@@ -85,6 +85,7 @@ class PresenceService:
         self.flush_delay_s = FLUSH_DELAY_S
         self._counter = itertools.count(1)
         self._settings: dict[int, _Settings] = {}
+        self._names: dict[int, str] = {}
         self._dirty: set[int] = set()
         self._flush_handle: asyncio.TimerHandle | None = None
         self._flushing: asyncio.Task[None] | None = None
@@ -305,9 +306,15 @@ class PresenceService:
         return result
 
     async def _usernames(self, user_ids: list[int]) -> dict[int, str]:
-        async with self._store.read() as conn:
-            found = await user_sql.by_ids(conn, user_ids)
-        return {uid: user.username for uid, user in found.items()}
+        """Usernames never change, so each is read from the database once per node."""
+        missing = [uid for uid in user_ids if uid not in self._names]
+        if missing:
+            async with self._store.read() as conn:
+                found = await user_sql.by_ids(conn, missing)
+            if len(self._names) > 500_000:
+                self._names.clear()
+            self._names.update({uid: user.username for uid, user in found.items()})
+        return {uid: self._names[uid] for uid in user_ids if uid in self._names}
 
     async def _load_settings(self, user_ids: list[int]) -> dict[int, _Settings]:
         missing = [uid for uid in user_ids if uid not in self._settings]
