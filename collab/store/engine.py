@@ -18,6 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -53,6 +54,11 @@ class Store:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+def upsert_insert(conn: AsyncConnection) -> Any:
+    """The dialect's own ``insert`` (it has ``on_conflict_do_update``) for this connection."""
+    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
 
 
 def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -7,9 +7,9 @@ from typing import Any
 
 import msgspec
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from collab.store.engine import upsert_insert
 from collab.store.schema import presence_settings, room_members
 
 ps = presence_settings
@@ -66,7 +66,7 @@ def _record(row: sa.Row[Any]) -> PresenceSettings:
 
 
 async def upsert(conn: AsyncConnection, user_id: int, *, now: int, **fields: Any) -> None:
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    insert = upsert_insert(conn)
     statement = insert(ps).values(user_id=user_id, updated_at=now, **fields)
     statement = statement.on_conflict_do_update(
         index_elements=[ps.c.user_id], set_={"updated_at": now, **fields}

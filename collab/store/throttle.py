@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import msgspec
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from collab.store.engine import upsert_insert
 from collab.store.schema import login_throttle
 
 t = login_throttle
@@ -33,7 +33,7 @@ async def count_attempt(
     conn: AsyncConnection, key: str, *, now: int, forget_before: int
 ) -> ThrottleRecord:
     """Add one attempt to ``key``; counts older than ``forget_before`` start again at 1."""
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    insert = upsert_insert(conn)
     statement = insert(t).values(key=key, failures=1, last_failure_at=now, blocked_until=0)
     statement = statement.on_conflict_do_update(
         index_elements=[t.c.key],
