@@ -107,6 +107,11 @@ _encoder = msgspec.json.Encoder()
 _JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 
+def has_json_nul(data: bytes) -> bool:
+    """Whether raw JSON encodes a NUL character (which PostgreSQL cannot store)."""
+    return _JSON_NUL.search(data) is not None
+
+
 def encode(frame: Any) -> bytes:
     return _encoder.encode(frame)
 
@@ -124,7 +129,7 @@ def parse_envelope(raw: str | bytes) -> tuple[Envelope, bytes]:
         raise FrameError("bad_frame", "A frame is a JSON object with 'id' and 'type'.")
     raw_id = generic.get("id")
     command_id = raw_id if isinstance(raw_id, str) and 0 < len(raw_id) <= 64 else None
-    if _JSON_NUL.search(data):
+    if has_json_nul(data):
         raise FrameError("bad_frame", "Text may not contain NUL characters.", command_id)
     try:
         envelope = msgspec.convert(generic, Envelope)

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from collab.api.errors import ApiError, BadRequest
 from collab.api.fields import INT32_MAX
+from signaling.protocol import has_json_nul
 
 T = TypeVar("T")
 
@@ -62,7 +63,7 @@ async def read_json(request: web.Request, kind: type[T]) -> T:
             code="payload_too_large",
             status=413,
         )
-    if _JSON_NUL.search(raw):
+    if has_json_nul(raw):
         raise BadRequest("Text may not contain NUL characters.", code="invalid_field")
     try:
         return msgspec.json.decode(raw, type=kind, strict=True)
@@ -85,9 +86,6 @@ def json_response(data: object, *, status: int = 200) -> web.Response:
         body=msgspec.json.encode(data), status=status, content_type="application/json"
     )
 
-
-# A JSON \u0000 escape (not a literal backslash followed by "u0000").
-_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 _ASCII_ID = re.compile(r"^[0-9]{1,18}$")
 
