@@ -42,14 +42,12 @@ from PIL import Image
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
-from collab.accounts import http as accounts_http
 from collab.accounts.passwords import Passwords
+from collab.api.body import StrictBody
 from collab.api.openapi import load_spec
 from collab.app import create_app
 from collab.appkeys import ACCOUNTS
-from collab.chat import http as chat_http
 from collab.config import Config
-from collab.presence import http as presence_http
 from collab.search.service import SearchQuery
 from collab.webhooks.http import WebhookCreate, WebhookPost
 
@@ -221,9 +219,7 @@ def _request_structs() -> list[type[msgspec.Struct]]:
     """Every struct a route parses a request into: accounts, chat, presence, search and
     webhooks."""
     return [
-        *accounts_http.Strict.__subclasses__(),
-        *chat_http.Strict.__subclasses__(),
-        *presence_http.Strict.__subclasses__(),
+        *StrictBody.__subclasses__(),  # accounts, chat and presence bodies and queries
         SearchQuery,
         WebhookCreate,
         WebhookPost,

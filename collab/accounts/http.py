@@ -20,7 +20,7 @@ from collab.accounts.auth import (
 from collab.accounts.models import Identity, invitation_view, token_view, user_detail, user_view
 from collab.accounts.service import SignedIn
 from collab.api.addresses import client_address
-from collab.api.body import json_response, path_int, read_json, read_query
+from collab.api.body import StrictBody, json_response, path_int, read_json, read_query
 from collab.api.errors import Forbidden
 from collab.api.public import public
 from collab.appkeys import ACCOUNTS, METRICS
@@ -32,43 +32,39 @@ Email = Annotated[str, msgspec.Meta(max_length=254)]
 Role = Annotated[str, msgspec.Meta(max_length=16)]
 
 
-class Strict(msgspec.Struct, forbid_unknown_fields=True):
-    pass
-
-
-class LoginRequest(Strict):
+class LoginRequest(StrictBody):
     username: Username
     password: Password
 
 
-class PasswordChange(Strict):
+class PasswordChange(StrictBody):
     current_password: Password
     new_password: Password
 
 
-class ProfileUpdate(Strict):
+class ProfileUpdate(StrictBody):
     display_name: DisplayName | None = None
     email: Email | None = None
 
 
-class TokenCreate(Strict):
+class TokenCreate(StrictBody):
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     expires_in_days: int | None = None
 
 
-class InvitationCreate(Strict):
+class InvitationCreate(StrictBody):
     role: Role = "member"
     email: Email | None = None
     expires_in_hours: float | None = None
 
 
-class InvitationAccept(Strict):
+class InvitationAccept(StrictBody):
     username: Username
     password: Password
     display_name: DisplayName | None = None
 
 
-class UserCreate(Strict):
+class UserCreate(StrictBody):
     username: Username
     password: Password
     display_name: DisplayName | None = None
@@ -76,13 +72,13 @@ class UserCreate(Strict):
     role: Role = "member"
 
 
-class UserUpdate(Strict):
+class UserUpdate(StrictBody):
     role: Role | None = None
     active: bool | None = None
     display_name: DisplayName | None = None
 
 
-class UserListQuery(Strict):
+class UserListQuery(StrictBody):
     after: Annotated[str, msgspec.Meta(max_length=64)] | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=500)] = 100
     include_inactive: bool = False

@@ -14,6 +14,11 @@ from signaling.protocol import has_json_nul
 
 T = TypeVar("T")
 
+
+class StrictBody(msgspec.Struct, forbid_unknown_fields=True):
+    """Base of request bodies and queries: a misspelt field is an error, not ignored."""
+
+
 MAX_JSON_BODY = 64 * 1024
 
 _MISSING = re.compile(r"missing required field `(?P<field>[^`]+)`")

@@ -8,7 +8,7 @@ import msgspec
 from aiohttp import web
 
 from collab.accounts.auth import identity_of
-from collab.api.body import json_response, path_int, read_json, read_query
+from collab.api.body import StrictBody, json_response, path_int, read_json, read_query
 from collab.api.fields import SAFE_INT_MAX, BigId, Id, Seq
 from collab.appkeys import CHAT
 
@@ -18,11 +18,7 @@ Topic = Annotated[str, msgspec.Meta(max_length=1000)]
 ClientMsgId = Annotated[str, msgspec.Meta(max_length=64)]
 
 
-class Strict(msgspec.Struct, forbid_unknown_fields=True):
-    pass
-
-
-class RoomCreate(Strict):
+class RoomCreate(StrictBody):
     kind: Annotated[str, msgspec.Meta(max_length=16)]
     name: Name | None = None
     topic: Topic = ""
@@ -31,42 +27,42 @@ class RoomCreate(Strict):
     ] = []
 
 
-class RoomUpdate(Strict):
+class RoomUpdate(StrictBody):
     name: Name | None = None
     topic: Topic | None = None
     archived: bool | None = None
 
 
-class MemberAdd(Strict):
+class MemberAdd(StrictBody):
     username: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
 
-class MessageCreate(Strict):
+class MessageCreate(StrictBody):
     body: Body = ""
     client_msg_id: ClientMsgId | None = None
     reply_to: BigId | None = None
     files: Annotated[list[Id], msgspec.Meta(max_length=10)] = []
 
 
-class MessageEdit(Strict):
+class MessageEdit(StrictBody):
     body: Body
 
 
-class ReadMarker(Strict):
+class ReadMarker(StrictBody):
     seq: Seq
 
 
-class NotifyLevel(Strict):
+class NotifyLevel(StrictBody):
     level: Annotated[str, msgspec.Meta(max_length=16)]
 
 
-class HistoryQuery(Strict):
+class HistoryQuery(StrictBody):
     before: Seq | None = None
     after: Seq | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=200)] = 50
 
 
-class ChannelQuery(Strict):
+class ChannelQuery(StrictBody):
     q: Annotated[str, msgspec.Meta(max_length=80)] | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=500)] = 100
 

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from collab.accounts.auth import identity_of
 from collab.accounts.models import Identity
-from collab.api.body import json_response, read_json, read_query
+from collab.api.body import StrictBody, json_response, read_json, read_query
 from collab.api.errors import ApiError, BadRequest, Forbidden, NotFound
 from collab.api.fields import Millis
 from collab.appkeys import ACCOUNTS, BUS, CALENDARS, PRESENCE
@@ -27,11 +27,7 @@ SSE_QUEUE = 1000
 MAX_LOOKUP = 200
 
 
-class Strict(msgspec.Struct, forbid_unknown_fields=True):
-    pass
-
-
-class PresenceChoice(Strict):
+class PresenceChoice(StrictBody):
     status: Annotated[str, msgspec.Meta(max_length=16)]
     until: Millis | None = None
     text: Annotated[str, msgspec.Meta(max_length=100)] | None = None
@@ -39,7 +35,7 @@ class PresenceChoice(Strict):
     text_until: Millis | None = None
 
 
-class SettingsUpdate(Strict):
+class SettingsUpdate(StrictBody):
     time_zone: Annotated[str, msgspec.Meta(max_length=64)] | None = None
     silence_when_busy: bool | None = None
     quiet_start: Annotated[int, msgspec.Meta(ge=0, le=1439)] | None = None
@@ -47,11 +43,11 @@ class SettingsUpdate(Strict):
     quiet_hours: bool | None = None
 
 
-class CalendarUrl(Strict):
+class CalendarUrl(StrictBody):
     url: Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
 
 
-class LookupQuery(Strict):
+class LookupQuery(StrictBody):
     users: Annotated[str, msgspec.Meta(min_length=1, max_length=8000)]
 
 
