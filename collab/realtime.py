@@ -5,9 +5,17 @@ from __future__ import annotations
 from aiohttp import web
 
 from collab.accounts.auth import identity_of
-from collab.accounts.models import user_detail
+from collab.accounts.models import Identity, user_detail
 from collab.api.errors import BadRequest, Unavailable
 from collab.appkeys import SOCKETS
+from signaling.connection import Connection
+
+
+def socket_identity(conn: Connection) -> Identity:
+    """Who a socket belongs to, as checked when it connected (kept as ``conn.context``)."""
+    identity = conn.context
+    assert isinstance(identity, Identity)
+    return identity
 
 
 async def websocket(request: web.Request) -> web.StreamResponse:

@@ -13,9 +13,9 @@ from typing import Annotated, Any
 
 import msgspec
 
-from collab.accounts.models import Identity
 from collab.api.fields import BigId, Id, Seq
 from collab.chat.service import MAX_PAGE, ChatService, SyncPoint, room_topic
+from collab.realtime import socket_identity
 from collab.search import service as search_rules
 from signaling.connection import Connection
 from signaling.hub import Hub
@@ -94,15 +94,8 @@ class ChatSockets:
         sockets.register("chat.typing", Typing, self._typing)
         sockets.register("sync", Sync, self._sync)
 
-    @staticmethod
-    async def _identity(conn: Connection) -> Identity:
-        """Who the socket belongs to, as checked when it connected (``conn.context``)."""
-        identity = conn.context
-        assert isinstance(identity, Identity)
-        return identity
-
     async def _on_connect(self, conn: Connection) -> None:
-        identity = await self._identity(conn)
+        identity = socket_identity(conn)
         for summary in await self._chat.my_rooms(identity):
             await self._hub.listen(conn, room_topic(summary.room.id))
 
@@ -126,7 +119,7 @@ class ChatSockets:
 
     async def _send(self, conn: Connection, cmd: Send) -> dict[str, Any]:
         message, created = await self._chat.send(
-            await self._identity(conn),
+            socket_identity(conn),
             cmd.room,
             cmd.body,
             client_msg_id=cmd.client_msg_id,
@@ -136,20 +129,18 @@ class ChatSockets:
         return {"message": message, "duplicate": not created}
 
     async def _edit(self, conn: Connection, cmd: Edit) -> dict[str, Any]:
-        return {"message": await self._chat.edit(await self._identity(conn), cmd.message, cmd.body)}
+        return {"message": await self._chat.edit(socket_identity(conn), cmd.message, cmd.body)}
 
     async def _delete(self, conn: Connection, cmd: Delete) -> dict[str, Any]:
-        return {"message": await self._chat.delete(await self._identity(conn), cmd.message)}
+        return {"message": await self._chat.delete(socket_identity(conn), cmd.message)}
 
     async def _react(self, conn: Connection, cmd: React) -> dict[str, Any]:
-        message = await self._chat.react(
-            await self._identity(conn), cmd.message, cmd.emoji, on=cmd.on
-        )
+        message = await self._chat.react(socket_identity(conn), cmd.message, cmd.emoji, on=cmd.on)
         return {"message": message}
 
     async def _history(self, conn: Connection, cmd: History) -> dict[str, Any]:
         messages, more = await self._chat.history(
-            await self._identity(conn),
+            socket_identity(conn),
             cmd.room,
             before=cmd.before,
             after=cmd.after,
@@ -158,17 +149,17 @@ class ChatSockets:
         return {"messages": messages, "more": more}
 
     async def _read(self, conn: Connection, cmd: Read) -> dict[str, Any]:
-        return {"seq": await self._chat.mark_read(await self._identity(conn), cmd.room, cmd.seq)}
+        return {"seq": await self._chat.mark_read(socket_identity(conn), cmd.room, cmd.seq)}
 
     async def _typing(self, conn: Connection, cmd: Typing) -> dict[str, Any]:
-        await self._chat.typing(await self._identity(conn), cmd.room)
+        await self._chat.typing(socket_identity(conn), cmd.room)
         return {}
 
     async def _sync(self, conn: Connection, cmd: Sync) -> dict[str, Any]:
         """What the client missed, then live events: held back meanwhile, without repeats."""
         conn.hold()
         try:
-            result = await self._chat.sync(await self._identity(conn), cmd.rooms)
+            result = await self._chat.sync(socket_identity(conn), cmd.rooms)
         except BaseException:
             conn.release(lambda _frame: True)
             raise
@@ -207,8 +198,7 @@ def install_search(sockets: SocketServer, search: search_rules.SearchService) ->
     """Register ``chat.search``; apart from ChatSockets because search is its own service."""
 
     async def handle(conn: Connection, cmd: Search) -> dict[str, Any]:
-        identity = conn.context
-        assert isinstance(identity, Identity)
+        identity = socket_identity(conn)
         fields = msgspec.structs.asdict(cmd)
         del fields["id"], fields["type"]
         page = await search.search(identity, search_rules.SearchQuery(**fields))

@@ -11,9 +11,8 @@ import msgspec
 from aiohttp import web
 
 from collab.accounts.auth import identity_of
-from collab.accounts.models import Identity
 from collab.api.body import StrictBody, json_response, read_json, read_query
-from collab.api.errors import ApiError, BadRequest, Forbidden, NotFound
+from collab.api.errors import ApiError, BadRequest, NotFound
 from collab.api.fields import Millis
 from collab.appkeys import ACCOUNTS, BUS, CALENDARS, PRESENCE
 from collab.presence.model import zone
@@ -75,19 +74,10 @@ def settings_view(record: PresenceSettings) -> SettingsView:
     )
 
 
-async def _visible(request: web.Request, identity: Identity, user_ids: list[int]) -> None:
-    """Guests see only the people they share a room with; members may look anyone up."""
-    if identity.user.role != "guest":
-        return
-    peers = await request.app[PRESENCE].peers(identity.user.id)
-    if any(uid not in peers for uid in user_ids):
-        raise Forbidden("Guests see the presence of people in their rooms only.")
-
-
 async def user_presence(request: web.Request) -> web.Response:
     identity = identity_of(request)
     user = await request.app[ACCOUNTS].get_user(request.match_info["username"])
-    await _visible(request, identity, [user.id])
+    await request.app[PRESENCE].check_visible(identity, [user.id])
     found = await request.app[PRESENCE].presence_of([user.id])
     return json_response(found[user.id])
 
@@ -109,7 +99,7 @@ async def many_presences(request: web.Request) -> web.Response:
             users.append(await accounts.get_user(name))
         except NotFound:
             continue
-    await _visible(request, identity, [u.id for u in users])
+    await request.app[PRESENCE].check_visible(identity, [u.id for u in users])
     found = await request.app[PRESENCE].presence_of([u.id for u in users])
     return json_response({"users": [found[u.id] for u in users if u.id in found]})
 

@@ -13,11 +13,11 @@ from typing import Annotated, Any
 
 import msgspec
 
-from collab.accounts.models import Identity
-from collab.api.errors import BadRequest, Forbidden
+from collab.api.errors import BadRequest
 from collab.api.fields import Id, Millis
 from collab.chat.service import ChatService
 from collab.presence.service import PresenceService, presence_topic
+from collab.realtime import socket_identity
 from signaling.connection import Connection
 from signaling.hub import Hub
 from signaling.protocol import Command, encode
@@ -83,12 +83,6 @@ class PresenceSockets:
         sockets.register("presence.activity", Activity, self._activity)
         sockets.register("presence.get", GetPresence, self._get)
 
-    @staticmethod
-    def _identity(conn: Connection) -> Identity:
-        identity = conn.context
-        assert isinstance(identity, Identity)
-        return identity
-
     async def _on_connect(self, conn: Connection) -> None:
         key = self._presence.new_connection_key()
         conn.state[KEY] = key
@@ -151,7 +145,7 @@ class PresenceSockets:
             await self._send_snapshot(conn, new)
 
     async def _set(self, conn: Connection, cmd: SetPresence) -> dict[str, Any]:
-        identity = self._identity(conn)
+        identity = socket_identity(conn)
         await self._presence.set_choice(
             identity.user.id,
             choice=choice_from_status(cmd.status),
@@ -176,10 +170,6 @@ class PresenceSockets:
         return {}
 
     async def _get(self, conn: Connection, cmd: GetPresence) -> dict[str, Any]:
-        identity = self._identity(conn)
-        if identity.user.role == "guest":
-            allowed = await self._presence.peers(identity.user.id)
-            if any(uid not in allowed for uid in cmd.users):
-                raise Forbidden("Guests see the presence of people in their rooms only.")
+        await self._presence.check_visible(socket_identity(conn), cmd.users)
         found = await self._presence.presence_of(list(cmd.users))
         return {"users": list(found.values())}

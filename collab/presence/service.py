@@ -23,7 +23,8 @@ from typing import Any
 
 import msgspec
 
-from collab.api.errors import BadRequest
+from collab.accounts.models import Identity
+from collab.api.errors import BadRequest, Forbidden
 from collab.presence.model import CHOICES, Choice, Meeting, Presence, compute, next_change
 from collab.presence.registry import Registry
 from collab.store import Store
@@ -386,10 +387,13 @@ class PresenceService:
         async with self._store.read() as conn:
             return await presence_sql.peers(conn, user_id)
 
-    async def may_see(self, viewer_id: int, viewer_role: str, target_id: int) -> bool:
-        if viewer_id == target_id or viewer_role != "guest":
-            return True
-        return target_id in await self.peers(viewer_id)
+    async def check_visible(self, viewer: Identity, user_ids: Iterable[int]) -> None:
+        """Guests see only the people they share a room with; members may look anyone up."""
+        if viewer.user.role != "guest":
+            return
+        peers = await self.peers(viewer.user.id)
+        if any(uid not in peers for uid in user_ids):
+            raise Forbidden("Guests see the presence of people in their rooms only.")
 
 
 class _Settings:
