@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
+# axe-core, which the browser tests inject into pages to check accessibility.
+AXE    := tests/browser/node_modules/axe-core/axe.min.js
 
 .PHONY: run test lint format check-python clean
 
@@ -10,7 +12,7 @@ run: $(VENV)/.installed
 	$(BIN)/collab migrate
 	$(BIN)/collab serve $(ARGS)
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test $(AXE)
 	bash tests/bootstrap-system.sh
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -40,5 +42,14 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(VENV)/.installed $@
 
+# npm may be missing on a fresh machine: the bootstrap installs it first. The
+# touch makes the file newer than the lock (npm keeps the package's old mtime),
+# so this runs once, and again only when package-lock.json changes.
+$(AXE): tests/browser/package-lock.json
+	bash tests/bootstrap-system.sh
+	npm ci --prefix tests/browser --no-audit --no-fund
+	touch $@
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache tests/artifacts
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache tests/artifacts \
+	  tests/browser/node_modules

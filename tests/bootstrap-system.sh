@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Installs the system programs the test suite talks to, when they are missing:
 # Chromium (browser tests), redis-server, PostgreSQL server binaries (used when
-# no PostgreSQL answers on 127.0.0.1:5432) and openssl. The tests start and
-# stop their own Redis and, if needed, their own PostgreSQL.
+# no PostgreSQL answers on 127.0.0.1:5432), openssl, and Node.js with npm
+# (the Makefile installs axe-core, which the browser tests inject into pages,
+# with `npm ci`). The tests start and stop their own Redis and, if needed,
+# their own PostgreSQL.
 set -euo pipefail
 
 missing=()
 command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && ! command -v initdb >/dev/null 2>&1; then
   missing+=(postgresql)
 fi
