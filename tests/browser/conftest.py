@@ -4,6 +4,16 @@ Each test gets a fresh ``collab serve`` process with its own data directory,
 so the first-run link is always there and no test depends on another.
 One Chromium serves all the tests of a module; each page gets its own context
 (its own cookies), so two contexts are two browsers of two people or devices.
+
+For the chat UI's tests: ``server.restart()`` (the browser sees its server go
+away and come back), ``signed_in_page`` (a context signed in without the UI),
+``axe`` (accessibility check of a page) and, in ``chat_fixtures``, people and
+rooms made over the API and ``SocketCutter`` (drops the page's WebSocket).
+
+The app's Content-Security-Policy forbids ``eval``, and Playwright evaluates an
+expression string with it while ``page.wait_for_function`` polls: pass a
+function (``"() => window.ready"``), never a bare expression (``"window.ready"``
+fails with an EvalError). ``page.evaluate`` and ``expect`` are not affected.
 """
 
 from __future__ import annotations
@@ -17,15 +27,18 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from http.cookiejar import CookieJar
 from pathlib import Path
+from typing import Any, Protocol
 from urllib.error import HTTPError, URLError
 from urllib.request import HTTPCookieProcessor, Request, build_opener, urlopen
 
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page, sync_playwright
+
+from tests.browser.chat_fixtures import MEMBER_PASSWORD, BrowserApi, Person
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -43,6 +56,9 @@ FIRST_RUN = re.compile(
     r"\(valid 24 hours\): (?P<url>\S+)"
 )
 START_TIMEOUT_S = 20.0
+AXE_SOURCE = REPO / "tests" / "browser" / "node_modules" / "axe-core" / "axe.min.js"
+AXE_TAGS = ("wcag2a", "wcag2aa", "wcag21a", "wcag21aa")
+AXE_BLOCKING = frozenset({"serious", "critical"})
 
 ADMIN_USERNAME = "ada"
 ADMIN_PASSWORD = "analytical-engine-1843"
@@ -56,18 +72,32 @@ def _free_port() -> int:
 
 @dataclass
 class Server:
+    """One ``collab serve`` on a fixed port and data directory.
+
+    It can be stopped and started again (``stop``, ``start``, ``restart``) on the
+    same address and data, so a browser sees its server go away and come back
+    with everything it had: the sessions, users and rooms live in ``data_dir``.
+    """
+
     url: str
-    process: subprocess.Popen[str]
+    data_dir: Path
+    process: subprocess.Popen[str] | None = None
     _lines: list[str] = field(default_factory=list)
     _first_run: threading.Event = field(default_factory=threading.Event)
+    _reader: threading.Thread | None = None
     first_run_link: str = ""
 
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
     def log(self) -> str:
+        """Everything every run of the server wrote to stderr, in order."""
         return "".join(self._lines)
 
-    def read_stderr(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
+    def read_stderr(self, process: subprocess.Popen[str]) -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
             self._lines.append(line)
             match = FIRST_RUN.search(line)
             if match and not self.first_run_link:
@@ -78,6 +108,67 @@ class Server:
         if not self._first_run.wait(timeout):
             raise AssertionError(f"no first-run link in the server log:\n{self.log()}")
         return self.first_run_link
+
+    def start(self) -> None:
+        """Run ``collab serve`` and wait until it answers ``/healthz``.
+
+        A start forgets the last run's first-run link: while the data directory
+        has no users each start revokes it and prints a new one (wait for it
+        with ``wait_first_run_link``); once it has users, none is printed.
+        """
+        assert self.process is None or self.process.poll() is not None, "already running"
+        self.first_run_link = ""
+        self._first_run.clear()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("COLLAB_")}
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "collab",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(self.data_dir),
+            ],
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self._reader = threading.Thread(
+            target=self.read_stderr, args=(self.process,), name="collab-stderr", daemon=True
+        )
+        self._reader.start()
+        _wait_healthy(self)
+
+    def stop(self, timeout: float = 15.0) -> int:
+        """Stop the server as a supervisor would (SIGTERM) and wait for it to exit.
+
+        Its sockets close with 1001 (going away) and the port is free again for
+        ``start``. Returns the exit code: 0 after a clean shutdown, -9 when it did
+        not stop within ``timeout`` and was killed (assert on it where it matters).
+        """
+        process = self.process
+        assert process is not None, "never started"
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+        return process.returncode
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
 
     def api(self) -> ApiClient:
         return ApiClient(self.url)
@@ -136,12 +227,12 @@ class ApiClient:
 
 
 def _wait_healthy(server: Server) -> None:
+    process = server.process
+    assert process is not None
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise AssertionError(
-                f"collab serve exited with {server.process.returncode}:\n{server.log()}"
-            )
+        if process.poll() is not None:
+            raise AssertionError(f"collab serve exited with {process.returncode}:\n{server.log()}")
         try:
             with urlopen(f"{server.url}/healthz", timeout=1) as response:
                 if response.status == 200:
@@ -156,44 +247,15 @@ def _wait_healthy(server: Server) -> None:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COLLAB_")}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "collab",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(tmp_path),
-        ],
-        cwd=REPO,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    srv = Server(url=f"http://127.0.0.1:{port}", process=process)
-    reader = threading.Thread(target=srv.read_stderr, name="collab-stderr", daemon=True)
-    reader.start()
+    """A fresh node with an empty data directory; ``server.restart()`` keeps both."""
+    srv = Server(url=f"http://127.0.0.1:{_free_port()}", data_dir=tmp_path)
     try:
-        _wait_healthy(srv)
+        srv.start()
         srv.wait_first_run_link(timeout=5)
         yield srv
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        reader.join(timeout=5)
+        if srv.process is not None:
+            srv.stop()
     assert "unhandled error" not in srv.log(), srv.log()
 
 
@@ -226,15 +288,30 @@ class PageProblems:
 _EXPECTED_CONSOLE = re.compile(
     r"^Failed to load resource: the server responded with a status of 4\d\d"
 )
+# What Chromium logs while the server is down (``server.stop()``): pass it as
+# ``open_page(tolerate=[SERVER_DOWN])`` in tests that take the server away.
+SERVER_DOWN = re.compile(
+    r"^Failed to load resource: net::ERR_CONNECTION_REFUSED"
+    r"|^WebSocket connection to '\S+' failed"
+)
 
 
 @pytest.fixture
 def open_page(browser: Browser, server: Server) -> Iterator[Callable[..., Page]]:
-    """Open a page in a new browser context (own cookies) on the test's server."""
+    """Open a page in a new browser context (own cookies) on the test's server.
+
+    ``tolerate``: patterns (``re.search``) of console errors this page may log
+    without failing the test, e.g. ``SERVER_DOWN`` around a restart.
+    """
     contexts = []
     problems: dict[Page, PageProblems] = {}
 
-    def open_(width: int = 1280, height: int = 800, clipboard: bool = False) -> Page:
+    def open_(
+        width: int = 1280,
+        height: int = 800,
+        clipboard: bool = False,
+        tolerate: Iterable[str | re.Pattern[str]] = (),
+    ) -> Page:
         context = browser.new_context(
             base_url=server.url,
             viewport={"width": width, "height": height},
@@ -246,9 +323,10 @@ def open_page(browser: Browser, server: Server) -> Iterator[Callable[..., Page]]
         contexts.append(context)
         page = context.new_page()
         seen = problems[page] = PageProblems()
+        allowed = [_EXPECTED_CONSOLE, *(re.compile(p) for p in tolerate)]
 
         def on_console(message: ConsoleMessage) -> None:
-            if message.type == "error" and not _EXPECTED_CONSOLE.match(message.text):
+            if message.type == "error" and not any(p.search(message.text) for p in allowed):
                 seen.errors.append(f"console: {message.text}")
 
         def on_dialog(dialog: Dialog) -> None:
@@ -266,6 +344,122 @@ def open_page(browser: Browser, server: Server) -> Iterator[Callable[..., Page]]
     for seen in problems.values():
         assert not seen.errors, seen.errors
         assert not seen.dialogs, seen.dialogs
+
+
+class SignedInPage(Protocol):
+    def __call__(
+        self,
+        user: Person | str,
+        password: str | None = None,
+        *,
+        goto: str | None = None,
+        **page_options: Any,
+    ) -> Page: ...
+
+
+@pytest.fixture
+def signed_in_page(open_page: Callable[..., Page], server: Server) -> SignedInPage:
+    """Open a page (``open_page``, so its problems fail the test) whose context is
+    already signed in as ``user``, without the sign-in screen.
+
+    The password defaults to the person's, ``ADMIN_PASSWORD`` for the admin and
+    ``MEMBER_PASSWORD`` otherwise. The page stays blank unless ``goto`` is
+    given, so a test can route its WebSocket (``SocketCutter``) before the app
+    loads. ``BrowserApi.of(page.context, server.url)`` makes REST calls as it.
+    """
+
+    def open_(
+        user: Person | str,
+        password: str | None = None,
+        *,
+        goto: str | None = None,
+        **page_options: Any,
+    ) -> Page:
+        if isinstance(user, Person):
+            username, password = user.username, password or user.password
+        else:
+            username = user
+            default = ADMIN_PASSWORD if user == ADMIN_USERNAME else MEMBER_PASSWORD
+            password = password or default
+        page = open_page(**page_options)
+        BrowserApi.sign_in(page.context, server.url, username, password)
+        if goto is not None:
+            page.goto(goto)
+        return page
+
+    return open_
+
+
+class CheckA11y(Protocol):
+    def __call__(self, page: Page, name: str, *, include: str | None = None) -> dict[str, Any]: ...
+
+
+@pytest.fixture(scope="session")
+def axe() -> CheckA11y:
+    """Check a page against WCAG 2.0 and 2.1, levels A and AA, with axe-core.
+
+    ``axe(page, name)`` writes axe's whole result to tests/artifacts/axe-<name>.json
+    and fails the test on every serious or critical violation; minor and moderate
+    ones are only in the file. ``include`` limits the check to one CSS selector's
+    part of the page. Returns axe's result.
+    """
+    return make_axe_checker(AXE_SOURCE)
+
+
+def make_axe_checker(source_path: Path) -> CheckA11y:
+    """The ``axe`` fixture's check, with axe-core read from ``source_path``.
+
+    A missing axe-core fails (not skips) the test: a skipped accessibility check
+    looks like a passed one in a busy test report.
+
+    axe is injected with CDP evaluation (``page.evaluate``), which the page's
+    Content-Security-Policy does not govern: the app forbids inline scripts and
+    ``eval``, and the check must not weaken the page it checks (no
+    ``bypass_csp``, no script tags).
+    """
+    if not source_path.exists():
+        pytest.fail(
+            f"{source_path} is missing: run `make test` once, which installs "
+            "axe-core (npm ci --prefix tests/browser --no-audit --no-fund).",
+            pytrace=False,
+        )
+    source = source_path.read_text(encoding="utf-8")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+
+    def check_a11y(page: Page, name: str, *, include: str | None = None) -> dict[str, Any]:
+        # A navigation drops the injected script; inject again whenever it is gone.
+        if not page.evaluate("typeof window.axe === 'object'"):
+            page.evaluate(source)
+        results: dict[str, Any] = page.evaluate(
+            """([include, tags]) => axe.run(
+                include === null ? document : {include: [include]},
+                {runOnly: {type: "tag", values: tags}},
+            )""",
+            [include, list(AXE_TAGS)],
+        )
+        path = ARTIFACTS / f"axe-{name}.json"
+        path.write_text(json.dumps(results, indent=2), encoding="utf-8")
+        blocking = [v for v in results["violations"] if v["impact"] in AXE_BLOCKING]
+        if blocking:
+            pytest.fail(_describe_violations(name, blocking, path), pytrace=False)
+        return results
+
+    return check_a11y
+
+
+def _describe_violations(name: str, violations: list[dict[str, Any]], path: Path) -> str:
+    lines = [f"axe: {len(violations)} serious or critical violation(s) on {name!r}:"]
+    for violation in violations:
+        nodes = violation["nodes"]
+        targets = ", ".join(" ".join(map(str, node["target"])) for node in nodes[:3])
+        more = f" and {len(nodes) - 3} more" if len(nodes) > 3 else ""
+        lines.append(
+            f"- {violation['id']} ({violation['impact']}): {violation['help']}\n"
+            f"    {len(nodes)} element(s): {targets}{more}\n"
+            f"    {violation['helpUrl']}"
+        )
+    lines.append(f"Full result: {path.relative_to(REPO)}")
+    return "\n".join(lines)
 
 
 @pytest.fixture(scope="session")
