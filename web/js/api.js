@@ -34,6 +34,11 @@ export function setSession(token) {
   csrfToken = token || null;
 }
 
+/** The headers an unsafe request made outside `request` (an upload) must carry. */
+export function csrfHeaders() {
+  return csrfToken ? { 'X-CSRF-Token': csrfToken } : {};
+}
+
 export function isSignedIn() {
   return signedIn;
 }

@@ -6,12 +6,13 @@ import { h, replace } from './dom.js';
 import { currentPath, navigate, setFlash, start, takeFlash } from './router.js';
 import * as session from './session.js';
 import { adminUsersView } from './views/admin-users.js';
-import { homeView } from './views/home.js';
+import { chatView, stopChat } from './views/chat.js';
 import { inviteView } from './views/invite.js';
 import { authLayout } from './views/layout.js';
 import { forbiddenView, notFoundView } from './views/message.js';
 import { passwordView } from './views/password.js';
 import { setReturnTo, signInView } from './views/sign-in.js';
+import { statusSettingsView } from './views/status-settings.js';
 import { tokensView } from './views/tokens.js';
 import { notice } from './ui.js';
 
@@ -21,15 +22,23 @@ const root = document.getElementById('app');
 const ROUTES = [
   { pattern: /^\/(sign-in)?$/, access: 'signed-out', view: signInView },
   { pattern: /^\/invite\/([A-Za-z0-9_-]+)$/, access: 'any', view: ([code]) => inviteView({ code }) },
-  { pattern: /^\/home$/, access: 'user', view: homeView },
+  { pattern: /^\/chat(?:\/(\d{1,10})(?:\/(\d{1,16}))?)?$/, access: 'user', view: chatView },
+  { pattern: /^\/home$/, access: 'user', view: () => navigate('/chat', { replace: true }) },
+  { pattern: /^\/account\/status$/, access: 'user', view: statusSettingsView },
   { pattern: /^\/account\/password$/, access: 'user', view: passwordView },
   { pattern: /^\/account\/tokens$/, access: 'user', view: tokensView },
   { pattern: /^\/admin\/users$/, access: 'admin', view: adminUsersView },
 ];
 
 function show(screen) {
-  replace(root, screen.node);
+  if (!screen) return; // The route redirected.
   document.title = screen.title ? `${screen.title} · collab` : 'collab';
+  if (screen.keep && root.firstChild === screen.node) {
+    // The same screen showing something else (another conversation): keep it in place.
+    screen.focus?.focus({ preventScroll: true });
+    return;
+  }
+  replace(root, screen.node);
   // Move focus to the new screen, so keyboard and screen-reader users start at its top.
   const target = screen.focus ?? root.querySelector('h1');
   target?.focus({ preventScroll: true });
@@ -38,6 +47,7 @@ function show(screen) {
 
 function render(path) {
   const user = session.currentUser();
+  if (!user) stopChat();
   const route = ROUTES.find((r) => r.pattern.test(path));
   if (!route) {
     if (user) show(notFoundView(path));

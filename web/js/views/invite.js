@@ -137,7 +137,7 @@ function acceptForm(code, invitation, screen) {
         ...(displayName.input.value.trim() ? { display_name: displayName.input.value.trim() } : {}),
       });
       session.signedIn(body);
-      navigate('/home', { replace: true });
+      navigate('/chat', { replace: true });
     } catch (error) {
       setBusy(submit, false);
       if (BROKEN_LINK[error.code]) {

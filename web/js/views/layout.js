@@ -59,20 +59,24 @@ function menuLink(path, iconName, label, activePath) {
   );
 }
 
-function accountMenu(user, activePath, problems) {
+/**
+ * The account button and its menu. `compact` shows only an icon (the chat's
+ * sidebar, where the user's name and avatar are shown beside it already).
+ */
+export function accountMenu(user, activePath, problems, { compact = false } = {}) {
   const panelId = 'account-menu';
   const toggle = h(
     'button',
     {
       type: 'button',
-      class: 'account__button',
+      class: ['account__button', compact && 'account__button--compact'],
       'aria-expanded': 'false',
       'aria-controls': panelId,
       'aria-label': `Account menu for ${user.display_name}`,
+      title: compact ? 'Account and settings' : null,
     },
-    avatar(user),
-    h('span', { class: 'account__name', title: user.display_name }, user.display_name),
-    icon('chevron', 'account__chevron'),
+    compact ? icon('menu') : [avatar(user), h('span', { class: 'account__name', title: user.display_name }, user.display_name)],
+    compact ? null : icon('chevron', 'account__chevron'),
   );
 
   const signOut = h(
@@ -100,7 +104,8 @@ function accountMenu(user, activePath, problems) {
     h(
       'nav',
       { class: 'menu__section', 'aria-label': 'Account' },
-      menuLink('/home', 'home', 'Home', activePath),
+      menuLink('/chat', 'chat', 'Chat', activePath),
+      menuLink('/account/status', 'bell', 'Status and notifications', activePath),
       menuLink('/account/password', 'lock', 'Change password', activePath),
       menuLink('/account/tokens', 'key', 'API tokens', activePath),
       user.role === 'admin' ? menuLink('/admin/users', 'users', 'Users and invitations', activePath) : null,
@@ -108,7 +113,7 @@ function accountMenu(user, activePath, problems) {
     h('div', { class: 'menu__section' }, signOut),
   );
 
-  const root = h('div', { class: 'account' }, toggle, menu);
+  const root = h('div', { class: ['account', compact && 'account--compact'] }, toggle, menu);
 
   const items = () => [...menu.querySelectorAll('.menu__item')];
   const setOpen = (open, { focusToggle = false } = {}) => {
@@ -189,7 +194,7 @@ export function appLayout(activePath, ...content) {
         { class: 'topbar__inner' },
         h(
           'a',
-          { class: 'topbar__brand', href: href('/home') },
+          { class: 'topbar__brand', href: href('/chat') },
           h('img', { class: 'topbar__logo', src: '/img/logo.svg', alt: '', width: 28, height: 28 }),
           h('span', {}, 'collab'),
         ),

@@ -12,7 +12,7 @@ export function forbiddenView(activePath) {
     panel(
       { className: 'message-panel' },
       h('p', {}, 'Only administrators can manage users and invitations.'),
-      h('a', { class: 'btn btn--secondary', href: href('/home') }, 'Back to home'),
+      h('a', { class: 'btn btn--secondary', href: href('/chat') }, 'Back to chat'),
     ),
   );
   return { title: 'Not available', node };
@@ -25,7 +25,7 @@ export function notFoundView(activePath) {
     panel(
       { className: 'message-panel' },
       h('p', {}, 'There is nothing at this address.'),
-      h('a', { class: 'btn btn--secondary', href: href('/home') }, 'Back to home'),
+      h('a', { class: 'btn btn--secondary', href: href('/chat') }, 'Back to chat'),
     ),
   );
   return { title: 'Page not found', node };

@@ -88,7 +88,7 @@ export function signInView() {
     try {
       const body = await api.login(name, secret);
       session.signedIn(body);
-      const next = returnTo ?? '/home';
+      const next = returnTo ?? '/chat';
       returnTo = null;
       navigate(next, { replace: true });
     } catch (error) {
