@@ -16,8 +16,12 @@ if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && ! command -v in
   missing+=(postgresql)
 fi
 # The fonts Chromium needs to draw text in screenshots.
-if [ -x /usr/bin/chromium ] && ! fc-list 2>/dev/null | grep -qi "dejavu\|liberation"; then
+if ! fc-list 2>/dev/null | grep -qi "dejavu\|liberation"; then
   missing+=(fonts-dejavu-core)
+fi
+# Emoji (reactions, custom statuses) would be empty boxes in screenshots without it.
+if ! fc-list 2>/dev/null | grep -qi "emoji"; then
+  missing+=(fonts-noto-color-emoji)
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then

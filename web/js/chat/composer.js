@@ -12,9 +12,10 @@ const drafts = new Map();
 const ROOM_MENTIONS = [{ username: 'room', display_name: 'Notify everyone in this conversation' }];
 
 /**
- * `roomLabel` names the room in the box's label; `members()` resolves to the
- * people @ can complete; `onSend(body, {replyTo, files})`, `onEditLast()`,
- * `onTyping()`, `onError(text)`.
+ * `roomLabel()` names the room in the box's label; `members()` resolves to the
+ * people @ can complete; `canMentionRoom()` says whether @room is offered;
+ * `onSend(body, {replyTo, files})`, `onEditLast()` (true if it started an
+ * edit), `onTyping()`.
  */
 export function composer({ roomId, roomLabel, members, canMentionRoom, onSend, onEditLast, onTyping }) {
   const inputId = uid('composer');
@@ -24,8 +25,6 @@ export function composer({ roomId, roomLabel, members, canMentionRoom, onSend, o
     id: inputId,
     class: 'composer__input',
     rows: '1',
-    placeholder: `Message ${roomLabel}`,
-    'aria-label': `Message ${roomLabel}`,
     'aria-autocomplete': 'list',
     'aria-describedby': errorId,
     spellcheck: 'true',
@@ -53,6 +52,12 @@ export function composer({ roomId, roomLabel, members, canMentionRoom, onSend, o
     hint,
     fileInput,
   );
+
+  const setLabel = (label) => {
+    textarea.placeholder = `Message ${label}`;
+    textarea.setAttribute('aria-label', `Message ${label}`);
+  };
+  setLabel(roomLabel());
 
   let replyTo = null;
   const uploads = [];
@@ -243,7 +248,7 @@ export function composer({ roomId, roomLabel, members, canMentionRoom, onSend, o
     } catch {
       people = [];
     }
-    const pool = [...people, ...(canMentionRoom ? ROOM_MENTIONS : [])];
+    const pool = [...people, ...(canMentionRoom() ? ROOM_MENTIONS : [])];
     const options = pool
       .filter(
         (person) =>
@@ -344,6 +349,7 @@ export function composer({ roomId, roomLabel, members, canMentionRoom, onSend, o
     node: form,
     focus: () => textarea.focus({ preventScroll: true }),
     setReply,
+    setLabel,
     addFiles,
     textarea,
   };

@@ -197,6 +197,9 @@ export function conversationView(ctx, roomId, { focusSeq = null } = {}) {
   const renderHeader = () => {
     const current = room();
     if (!current) return;
+    write.setLabel(roomLabel(current, me()));
+    write.node.hidden = current.archived;
+    archivedNote.hidden = !current.archived;
     setText(title, roomLabel(current, me()));
     subtitle.replaceChildren();
     if (current.kind === 'dm') {
@@ -512,12 +515,13 @@ export function conversationView(ctx, roomId, { focusSeq = null } = {}) {
   };
 
   // -- composer ------------------------------------------------------------------
-  const current = room();
+  // The room may not be known yet (the page was opened on its address before
+  // the room list arrived): everything the composer asks about it is looked up late.
   const write = composer({
     roomId,
-    roomLabel: current ? roomLabel(current, me()) : 'this conversation',
-    members: async () => (current && isDirect(current) ? current.members : loadMembers()),
-    canMentionRoom: current ? current.kind !== 'dm' : false,
+    roomLabel: () => (room() ? roomLabel(room(), me()) : 'this conversation'),
+    members: async () => (room() && isDirect(room()) ? room().members : loadMembers()),
+    canMentionRoom: () => Boolean(room()) && room().kind !== 'dm',
     onSend: (body, options) => {
       client.send(roomId, body, options);
       client.stoppedTyping(roomId);
@@ -527,13 +531,13 @@ export function conversationView(ctx, roomId, { focusSeq = null } = {}) {
     onEditLast: editLast,
     onTyping: () => client.typing(roomId),
   });
-  const archivedNote = h('p', { class: 'conv__archived' }, 'This conversation is archived: you can read it but not write in it.');
+  const archivedNote = h('p', { class: 'conv__archived', hidden: true }, 'This conversation is archived: you can read it but not write in it.');
 
   const node = h(
     'section',
     { class: 'conv', 'aria-labelledby': title.id || (title.id = `conv-title-${roomId}`) },
     header,
-    h('div', { class: 'conv__body' }, h('div', { class: 'conv__column' }, scroller, jump, typing, current?.archived ? archivedNote : write.node, dropHint), membersPanel),
+    h('div', { class: 'conv__body' }, h('div', { class: 'conv__column' }, scroller, jump, typing, write.node, archivedNote, dropHint), membersPanel),
   );
 
   // Drag and drop anywhere on the conversation.

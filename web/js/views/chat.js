@@ -7,7 +7,7 @@
 // sign-in, also while an account page is open.
 
 import { h, icon, setText } from '../dom.js';
-import { navigate } from '../router.js';
+import { currentPath, navigate } from '../router.js';
 import * as session from '../session.js';
 import { alertBox } from '../ui.js';
 import { startActivityReporter } from '../chat/activity.js';
@@ -200,21 +200,20 @@ function buildShell(ctx) {
   document.addEventListener('keydown', onKey);
 
   const offRooms = client.on('rooms', () => {
-    if (view?.roomId && !client.rooms.has(view.roomId) && client.roomsLoaded) {
-      const current = view.roomId;
-      if (!client.rooms.has(current)) {
-        ctx.announce('You are no longer in that conversation.');
-        navigate('/chat', { replace: true });
-      }
-    }
     if (view?.roomId) document.title = titleFor(view.roomId);
   });
+  // Only a room the user really left closes its view: a room just created
+  // may be shown before its room.joined arrives.
+  const offLeft = client.on('room.left', (roomId) => {
+    if (view?.roomId !== roomId) return;
+    ctx.announce('You are no longer in that conversation.');
+    navigate('/chat', { replace: true });
+  });
   const offState = client.on('state', (state, extra) => banner.update(state, extra));
-  const offEnded = client.on('ended', () => {});
 
   const titleFor = (roomId) => {
     const summary = client.rooms.get(roomId);
-    return summary ? `${roomLabel(summary.room, client.me)} · collab` : 'collab';
+    return summary ? `${roomLabel(summary.room, client.me)} · collab` : 'Chat · collab';
   };
 
   return {
@@ -241,12 +240,20 @@ function buildShell(ctx) {
     },
     showHome() {
       side.setActive(null);
-      const last = Number(window.localStorage.getItem(LAST_ROOM_KEY + client.me.id));
-      if (last && client.rooms.has(last)) {
-        navigate(roomPath(last), { replace: true });
-        return null;
-      }
       if (view?.roomId || !pane.firstChild) setView(null);
+      const openLast = () => {
+        const last = Number(window.localStorage.getItem(LAST_ROOM_KEY + client.me.id));
+        if (last && client.rooms.has(last) && currentPath() === '/chat') navigate(roomPath(last), { replace: true });
+      };
+      if (client.roomsLoaded) {
+        openLast();
+      } else {
+        // Opened on #/chat before the room list came: go to the last room once it is here.
+        const off = client.on('rooms', () => {
+          off();
+          openLast();
+        });
+      }
       return null;
     },
     showSearch(q, roomId) {
@@ -268,8 +275,8 @@ function buildShell(ctx) {
       side.close();
       status.close?.();
       offRooms();
+      offLeft();
       offState();
-      offEnded();
       document.removeEventListener('keydown', onKey);
     },
   };

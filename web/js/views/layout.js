@@ -72,10 +72,18 @@ export function accountMenu(user, activePath, problems, { compact = false } = {}
       class: ['account__button', compact && 'account__button--compact'],
       'aria-expanded': 'false',
       'aria-controls': panelId,
-      'aria-label': `Account menu for ${user.display_name}`,
+      // The compact button shows no text; the full one is named by its own
+      // text (so its name starts as people see it).
+      'aria-label': compact ? `Account menu for ${user.display_name}` : null,
       title: compact ? 'Account and settings' : null,
     },
-    compact ? icon('menu') : [avatar(user), h('span', { class: 'account__name', title: user.display_name }, user.display_name)],
+    compact
+      ? icon('menu')
+      : [
+          avatar(user),
+          h('span', { class: 'visually-hidden' }, 'Account menu for '),
+          h('span', { class: 'account__name', title: user.display_name }, user.display_name),
+        ],
     compact ? null : icon('chevron', 'account__chevron'),
   );
 
