@@ -96,6 +96,8 @@ class RoomSummary(msgspec.Struct, frozen=True):
     mentions: int
     last_read_seq: int
     last_message: MessageView | None
+    role: str  # in the room: owner or member
+    notify: str  # the user's notification level for the room
 
 
 class ChannelListing(msgspec.Struct, frozen=True):

@@ -404,6 +404,8 @@ class ChatService:
                     mentions=mentions.get(room.id, 0),
                     last_read_seq=member.last_read_seq,
                     last_message=last_views.get(room.id),
+                    role=member.role,
+                    notify=member.notify,
                 )
                 for room, member in mine
             ]

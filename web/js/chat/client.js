@@ -165,7 +165,7 @@ export class ChatClient extends Emitter {
     on('notify', (frame) => this.emit('notify', frame));
     on('room.notify', (frame) => {
       const summary = this.rooms.get(frame.room);
-      if (summary) summary.notifyLevel = frame.level;
+      if (summary) summary.notify = frame.level;
       this.emit('room.notify', frame);
       this.emit('rooms');
     });
@@ -256,11 +256,34 @@ export class ChatClient extends Emitter {
     if (summary) {
       summary.room = { ...room, last_seq: Math.max(room.last_seq, summary.room.last_seq) };
     } else if (joined) {
-      this.rooms.set(room.id, { room, unread: 0, mentions: 0, last_read_seq: room.last_seq, last_message: null });
+      this.rooms.set(room.id, {
+        room,
+        unread: 0,
+        mentions: 0,
+        last_read_seq: room.last_seq,
+        last_message: null,
+        role: 'member',
+        notify: 'default',
+      });
+      this.refreshSummary(room.id);
     } else {
       return;
     }
     this.emit('rooms');
+  }
+
+  /** The event of a new room says nothing of the user's place in it: ask. */
+  async refreshSummary(roomId) {
+    try {
+      const { rooms } = await api.request('GET', '/api/v1/rooms');
+      const fresh = rooms.find((summary) => summary.room.id === roomId);
+      const held = this.rooms.get(roomId);
+      if (!fresh || !held) return;
+      Object.assign(held, { role: fresh.role, notify: fresh.notify, last_read_seq: fresh.last_read_seq });
+      this.emit('rooms');
+    } catch {
+      // The defaults stand until the next sync.
+    }
   }
 
   forgetRoom(roomId) {

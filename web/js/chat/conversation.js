@@ -10,6 +10,7 @@ import { composer } from './composer.js';
 import { Subscriptions } from './emitter.js';
 import { messageItem, pendingItem, QUICK_EMOJI } from './message-item.js';
 import { customStatus, presenceDot, statusText } from './presence-ui.js';
+import { openRoomSettings } from './room-settings.js';
 import { dmPartner, isDirect, roomLabel, roomName } from './rooms.js';
 
 const GROUP_WITHIN_MS = 5 * 60 * 1000;
@@ -83,12 +84,18 @@ export function conversationView(ctx, roomId, { focusSeq = null } = {}) {
     { type: 'button', class: 'conv__action', 'aria-label': 'Search this conversation', title: 'Search this conversation', onclick: () => ctx.openSearch('', roomId) },
     icon('search'),
   );
+  const settingsButton = h(
+    'button',
+    { type: 'button', class: 'conv__action', 'aria-label': 'Conversation settings', title: 'Conversation settings' },
+    icon('sliders'),
+  );
+  settingsButton.addEventListener('click', () => openRoomSettings(ctx, roomId));
   const header = h(
     'header',
     { class: 'conv__header' },
     drawerButton,
     h('div', { class: 'conv__titles' }, title, subtitle),
-    h('div', { class: 'conv__actions' }, callButton, searchButton, membersButton),
+    h('div', { class: 'conv__actions' }, callButton, searchButton, membersButton, settingsButton),
   );
 
   // -- messages ------------------------------------------------------------------
@@ -158,7 +165,10 @@ export function conversationView(ctx, roomId, { focusSeq = null } = {}) {
     );
   };
   const toggleMembers = (open = membersPanel.hidden) => {
+    const wasAtBottom = atBottom();
     membersPanel.hidden = !open;
+    // The column gets narrower or wider: keep the newest message in view.
+    if (wasAtBottom) scrollToBottom();
     membersButton.setAttribute('aria-expanded', String(open));
     node.classList.toggle('has-members', open);
     if (open) renderMembers();
@@ -577,8 +587,15 @@ export function conversationView(ctx, roomId, { focusSeq = null } = {}) {
   subs.add(client.on('timeline', (id) => id === roomId && render()));
   subs.add(client.on('outbox', (id) => id === roomId && render()));
   subs.add(client.on('typing', (id) => id === roomId && renderTyping()));
+  let memberCount = null;
   subs.add(
     client.on('rooms', () => {
+      const count = room()?.member_count ?? null;
+      if (count !== memberCount) {
+        // Someone joined or left: the people list and @ completion are stale.
+        memberCount = count;
+        memberCache = null;
+      }
       renderHeader();
       if (room() && membersPanel.hidden === false) renderMembers();
     }),

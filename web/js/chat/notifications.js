@@ -178,7 +178,7 @@ export function playNotificationSound() {
 export function attentionCount(client) {
   let count = 0;
   for (const summary of client.rooms.values()) {
-    if (!summary?.room || summary.notifyLevel === 'mute') continue;
+    if (!summary?.room || summary.notify === 'mute') continue;
     count += isDirect(summary.room) ? summary.unread ?? 0 : summary.mentions ?? 0;
   }
   return count;
