@@ -1,4 +1,9 @@
-"""The sign-in and account screens of web/, driven in real Chromium against a real node."""
+"""The sign-in and account screens of web/, driven in real Chromium against a real node.
+
+Signing in lands on the chat (#/chat), whose empty screen greets the user by
+name; there the account menu is a compact button at the top of the sidebar,
+and on the account pages it is in the top bar.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ def sign_in(page: Page, username: str = ADMIN_USERNAME, password: str = ADMIN_PA
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(password)
     page.get_by_label("Password").press("Enter")
-    expect(page).to_have_url(re.compile(r"#/home$"))
+    expect(page).to_have_url(re.compile(r"#/chat$"))
 
 
 def open_account_menu(page: Page) -> None:
@@ -43,7 +48,7 @@ def fill_new_account(
     page.get_by_label("Confirm password").fill(confirm)
 
 
-def test_first_run_link_sets_up_the_admin_and_lands_on_home(
+def test_first_run_link_sets_up_the_admin_and_lands_on_the_chat(
     server: Server, open_page: OpenPage, shot: Shot
 ) -> None:
     page = open_page()
@@ -62,19 +67,50 @@ def test_first_run_link_sets_up_the_admin_and_lands_on_home(
 
     page.get_by_label("Confirm password").fill(ADMIN_PASSWORD)
     page.get_by_label("Confirm password").press("Enter")
-    expect(page).to_have_url(re.compile(r"#/home$"))
-    expect(page.get_by_role("heading", name="Welcome, Ada Lovelace")).to_be_visible()
-    expect(page.get_by_text("Chat arrives in a later version")).to_be_visible()
+    expect(page).to_have_url(re.compile(r"#/chat$"))
+    expect(page.get_by_role("heading", level=1, name="Welcome, Ada Lovelace")).to_be_visible()
+    expect(page.get_by_text("Pick a conversation on the left, or start a new one.")).to_be_visible()
+    main = page.get_by_role("main")
+    expect(main.get_by_role("button", name="New message")).to_be_visible()
+    expect(main.get_by_role("button", name="Browse channels")).to_be_visible()
     shot(page, "home")
 
-    open_account_menu(page)
+    # The account menu is the compact button at the top of the chat's sidebar.
+    sidebar = page.get_by_role("navigation", name="Conversations")
+    toggle = sidebar.get_by_role("button", name="Account menu for Ada Lovelace")
+    expect(toggle).to_have_attribute("aria-expanded", "false")
+    toggle.click()
     menu = page.locator("#account-menu")
+    expect(menu).to_be_visible()
+    expect(toggle).to_have_attribute("aria-expanded", "true")
     expect(menu.get_by_text("@ada")).to_be_visible()
     expect(menu.get_by_text("Administrator")).to_be_visible()
-    expect(menu.get_by_role("link", name="Users and invitations")).to_be_visible()
+    links = menu.get_by_role("navigation", name="Account").get_by_role("link")
+    expect(links).to_have_text(
+        [
+            "Chat",
+            "Status and notifications",
+            "Change password",
+            "API tokens",
+            "Users and invitations",
+        ]
+    )
+    expect(menu.get_by_role("link", name="Chat")).to_have_attribute("aria-current", "page")
+    expect(menu.get_by_role("link", name="Chat")).to_be_focused()
     shot(page, "home-account-menu")
     page.keyboard.press("Escape")
     expect(menu).to_be_hidden()
+    expect(toggle).to_be_focused()
+
+    # On an account page the menu is in the top bar, and leads back to the chat.
+    go_via_menu(page, "Status and notifications")
+    expect(page).to_have_url(re.compile(r"#/account/status$"))
+    expect(
+        page.get_by_role("banner").get_by_role("button", name="Account menu for Ada Lovelace")
+    ).to_be_visible()
+    go_via_menu(page, "Chat")
+    expect(page).to_have_url(re.compile(r"#/chat$"))
+    expect(page.get_by_role("heading", level=1, name="Welcome, Ada Lovelace")).to_be_visible()
 
     # The account really exists on the server with that role and password.
     status, body = server.api().login("ada", ADMIN_PASSWORD).call("GET", "/api/v1/me")
@@ -105,10 +141,10 @@ def test_sign_out_then_wrong_and_right_password(
     page.get_by_role("button", name="Sign out").click()
     expect(page).to_have_url(re.compile(r"#/sign-in$"))
     expect(page.get_by_text("You have signed out.")).to_be_visible()
-    # Signed out on the server too: a reload stays on sign-in.
+    # Signed out on the server too: a reload stays on sign-in, and so does the chat.
     page.reload()
     expect(page.get_by_role("heading", name="Sign in to collab")).to_be_visible()
-    page.goto("/#/home")
+    page.goto("/#/chat")
     expect(page).to_have_url(re.compile(r"#/sign-in$"))
 
     page.get_by_label("Username").fill(ADMIN_USERNAME)
@@ -130,9 +166,13 @@ def test_sign_out_then_wrong_and_right_password(
     held[0].continue_()
     page.unroute("**/api/v1/login")
 
-    expect(page).to_have_url(re.compile(r"#/home$"))
+    expect(page).to_have_url(re.compile(r"#/chat$"))
     expect(page.get_by_role("heading", name="Welcome, Ada Lovelace")).to_be_visible()
     page.reload()
+    expect(page.get_by_role("heading", name="Welcome, Ada Lovelace")).to_be_visible()
+    # The old address of the signed-in home leads to the chat.
+    page.goto("/#/home")
+    expect(page).to_have_url(re.compile(r"#/chat$"))
     expect(page.get_by_role("heading", name="Welcome, Ada Lovelace")).to_be_visible()
 
 
@@ -206,12 +246,15 @@ def test_guest_invitation_made_in_the_ui_is_accepted_in_another_browser(
     expect(guest.get_by_label("Username")).to_be_focused()
     guest.get_by_label("Username").fill("grace")
     guest.get_by_role("button", name="Create account").click()
-    expect(guest).to_have_url(re.compile(r"#/home$"))
+    expect(guest).to_have_url(re.compile(r"#/chat$"))
     expect(guest.get_by_role("heading", name="Welcome, Grace Hopper")).to_be_visible()
-    expect(guest.get_by_text("@grace · Guest")).to_be_visible()
+    # A guest cannot start conversations: the screen says how rooms come to them.
+    expect(guest.get_by_text("People who invite you to a room will find you here.")).to_be_visible()
+    expect(guest.get_by_role("main").get_by_role("button", name="New message")).to_have_count(0)
 
     open_account_menu(guest)
     menu = guest.locator("#account-menu")
+    expect(menu.get_by_text("@grace")).to_be_visible()
     expect(menu.get_by_text("Guest", exact=True)).to_be_visible()
     expect(menu.get_by_role("link", name="API tokens")).to_be_visible()
     expect(guest.get_by_role("link", name="Users and invitations")).to_have_count(0)
@@ -258,8 +301,8 @@ def test_password_change_ends_the_other_browsers_session(
     expect(here.get_by_label("Current password")).to_have_value("")
     shot(here, "password-changed")
 
-    # The other browser learns on its next request...
-    go_via_menu(elsewhere, "API tokens")
+    # The other browser, on the chat, learns at once: the server closes its
+    # socket, and the chat finds the session gone.
     expect(elsewhere).to_have_url(re.compile(r"#/sign-in$"))
     expect(elsewhere.get_by_text(SESSION_ENDED)).to_be_visible()
     shot(elsewhere, "sign-in-session-ended")
@@ -303,7 +346,8 @@ def test_display_name_markup_is_shown_as_text(
     victim = open_page()
     sign_in(victim, "mallory", "trudy-and-eve-2024")
     expect(victim.get_by_role("heading", name=f"Welcome, {XSS_NAME}")).to_be_visible()
-    expect(victim.locator(".account__name")).to_have_text(XSS_NAME)
+    expect(victim.locator(".status-button__name")).to_have_text(XSS_NAME)
+    expect(victim.get_by_role("button", name=f"Account menu for {XSS_NAME}")).to_be_visible()
     open_account_menu(victim)
     expect(victim.locator(".menu__who-name")).to_have_text(XSS_NAME)
     assert victim.locator("img[src=x]").count() == 0
@@ -323,10 +367,11 @@ def test_display_name_markup_is_shown_as_text(
     expect(row).to_contain_text("Deactivated")
     assert admin.locator("img[src=x]").count() == 0
 
-    # Deactivation ends mallory's session at once.
-    victim.keyboard.press("Escape")
-    victim.reload()
+    # Deactivation ends mallory's session at once: her chat is sent to sign in.
+    expect(victim).to_have_url(re.compile(r"#/sign-in$"))
     expect(victim.get_by_text(SESSION_ENDED)).to_be_visible()
+    victim.reload()
+    expect(victim.get_by_role("heading", name="Sign in to collab")).to_be_visible()
 
 
 def test_api_tokens_are_shown_once_work_and_can_be_revoked(
@@ -387,12 +432,14 @@ def test_screens_fit_a_narrow_window(server: Server, open_page: OpenPage, shot: 
     page.goto("/#/sign-in")
     fits("sign-in")
     sign_in(page)
+    expect(page.get_by_role("heading", name="Welcome, Ada Lovelace")).to_be_visible()
     fits("home")
-    open_account_menu(page)
-    fits("home-menu")
     page.goto("/#/account/tokens")
     expect(page.get_by_text("Laptop script")).to_be_visible()
     fits("tokens")
+    open_account_menu(page)
+    fits("tokens-menu")
+    page.keyboard.press("Escape")
     page.get_by_label("Token name").fill("Phone")
     page.get_by_role("button", name="Create token").click()
     expect(page.get_by_label("API token")).to_have_value(re.compile(r"^collab_pat_"))
