@@ -27,7 +27,7 @@ from tests.browser.chat_steps import (
     send,
     wait_for_chat,
 )
-from tests.browser.conftest import ADMIN_USERNAME, SERVER_DOWN, Server, SignedInPage
+from tests.browser.conftest import ADMIN_PASSWORD, ADMIN_USERNAME, SERVER_DOWN, Server, SignedInPage
 
 Shot = Callable[..., None]
 # The client retries with back-off (0.5 s, 1 s, 2 s, 4 s, ... with jitter):
@@ -165,7 +165,7 @@ def test_a_server_restart_loses_and_repeats_nothing(
 
     server.start()
     # Ada posts at once over REST, whether or not Grace is back yet.
-    ada_api = server.api().login(ADMIN_USERNAME, "analytical-engine-1843")
+    ada_api = server.api().login(ADMIN_USERNAME, ADMIN_PASSWORD)
     post_message(ada_api, general["id"], "Posted right after the restart")
     everything = [
         "Before the restart",
