@@ -99,9 +99,15 @@ export function conversationView(ctx, roomId, { focusSeq = null } = {}) {
   );
 
   // -- messages ------------------------------------------------------------------
-  const list = h('ol', { class: 'msgs', role: 'log', 'aria-live': 'polite', 'aria-relevant': 'additions' });
+  const list = h('ol', { class: 'msgs', 'aria-label': 'Messages' });
   const top = h('div', { class: 'msgs__top' });
-  const scroller = h('div', { class: 'conv__scroller', tabindex: '0', 'aria-label': 'Messages' }, top, list);
+  // A log: screen readers read what is added; the list inside stays a list.
+  const scroller = h(
+    'div',
+    { class: 'conv__scroller', role: 'log', 'aria-live': 'polite', 'aria-relevant': 'additions', tabindex: '0', 'aria-label': 'Messages' },
+    top,
+    list,
+  );
   const typing = h('p', { class: 'conv__typing', 'aria-live': 'off' });
   const jump = h(
     'button',
@@ -185,7 +191,7 @@ export function conversationView(ctx, roomId, { focusSeq = null } = {}) {
   const cache = new Map();
   const pendingCache = new Map();
   const dayCache = new Map();
-  const divider = h('li', { class: 'msgs__divider', role: 'separator' }, h('span', {}, 'New messages'));
+  const divider = h('li', { class: 'msgs__divider' }, h('span', {}, 'New messages'));
 
   const atBottom = () => scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < AT_BOTTOM_PX;
   const scrollToBottom = (smooth = false) => {
@@ -263,7 +269,7 @@ export function conversationView(ctx, roomId, { focusSeq = null } = {}) {
       if (!previous || dayKey(previous.created_at) !== day) {
         let sep = dayCache.get(day);
         if (!sep) {
-          sep = h('li', { class: 'msgs__day', role: 'separator', 'aria-label': dayLabel(message.created_at) }, h('span', {}, dayLabel(message.created_at)));
+          sep = h('li', { class: 'msgs__day' }, h('span', {}, dayLabel(message.created_at)));
           dayCache.set(day, sep);
         }
         nodes.push(sep);
@@ -315,12 +321,14 @@ export function conversationView(ctx, roomId, { focusSeq = null } = {}) {
   const render = ({ keepBottom = false } = {}) => {
     if (keepBottom) stickToBottom = true;
     if (frame) return;
-    const wasAtBottom = atBottom();
     frame = requestAnimationFrame(() => {
       frame = 0;
+      // Whether the reader was at the bottom of what they saw, before this render.
+      const wasAtBottom = atBottom();
       const anchor = firstVisible();
       const anchorTop = anchor?.getBoundingClientRect().top;
       renderMessages();
+      updateRoving();
       if (stickToBottom || wasAtBottom) {
         scrollToBottom();
       } else if (anchor?.isConnected) {
@@ -340,6 +348,40 @@ export function conversationView(ctx, roomId, { focusSeq = null } = {}) {
     }
     return null;
   };
+
+  // Keyboard: one message is in the tab order (the newest, or the one last
+  // focused); arrow keys move between messages, Tab goes on to its actions.
+  let activeSeq = null;
+  const messageNodes = () => [...list.querySelectorAll('li.msg[data-seq]')];
+  const updateRoving = () => {
+    const nodes = messageNodes();
+    const active = nodes.find((li) => Number(li.dataset.seq) === activeSeq) ?? nodes[nodes.length - 1];
+    for (const li of nodes) li.tabIndex = li === active ? 0 : -1;
+  };
+  list.addEventListener('focusin', (event) => {
+    const li = event.target.closest('li.msg[data-seq]');
+    if (!li || activeSeq === Number(li.dataset.seq)) return;
+    activeSeq = Number(li.dataset.seq);
+    updateRoving();
+  });
+  list.addEventListener('keydown', (event) => {
+    const li = event.target;
+    if (!(li instanceof HTMLElement) || !li.matches('li.msg[data-seq]')) return;
+    const nodes = messageNodes();
+    const at = nodes.indexOf(li);
+    let next = null;
+    if (event.key === 'ArrowUp') next = nodes[at - 1];
+    else if (event.key === 'ArrowDown') next = nodes[at + 1];
+    else if (event.key === 'Home') next = nodes[0];
+    else if (event.key === 'End') next = nodes[nodes.length - 1];
+    else return;
+    event.preventDefault();
+    if (next) {
+      next.focus();
+      next.scrollIntoView({ block: 'nearest' });
+    }
+    if (event.key === 'ArrowUp' && at === 0) maybeLoadOlder();
+  });
 
   const maybeMarkRead = () => {
     const timeline = client.timelines.get(roomId);
@@ -371,7 +413,14 @@ export function conversationView(ctx, roomId, { focusSeq = null } = {}) {
       ctx.announce(`Could not load that message: ${error.message}`);
       return;
     }
+    if (frame) {
+      cancelAnimationFrame(frame);
+      frame = 0;
+    }
+    stickToBottom = false;
     renderMessages();
+    activeSeq = seq;
+    updateRoving();
     const target = list.querySelector(`#msg-${seq}`);
     if (!target) {
       ctx.announce('That message is no longer here.');

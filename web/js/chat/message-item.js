@@ -81,10 +81,15 @@ function quote(message, actions) {
     {
       type: 'button',
       class: 'msg__quote',
-      'aria-label': `Replying to ${reply.sender?.display_name ?? 'a message'}: ${reply.deleted ? 'deleted message' : reply.excerpt}. Show it`,
+      title: 'Show the message this answers',
       onclick: () => actions.showMessage(reply.seq),
     },
-    h('span', { class: 'msg__quote-name' }, reply.sender?.display_name ?? 'Deleted user'),
+    h(
+      'span',
+      { class: 'msg__quote-name' },
+      h('span', { class: 'visually-hidden' }, 'Replying to '),
+      reply.sender?.display_name ?? 'Deleted user',
+    ),
     h('span', { class: ['msg__quote-text', reply.deleted && 'is-deleted'] }, reply.deleted ? 'Deleted message' : reply.excerpt),
   );
 }

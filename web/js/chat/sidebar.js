@@ -43,7 +43,7 @@ function leading(summary, client) {
       { class: ['side-room__avatar', `avatar--c${colourSlot(partner?.username ?? '?')}`], 'aria-hidden': 'true' },
       initials(partner?.display_name ?? '?'),
     ),
-    presenceDot(presence, { size: 'small' }),
+    presenceDot(presence, { size: 'small', decorative: true }),
   );
 }
 
@@ -70,11 +70,20 @@ function roomRow(summary, client, activeId) {
         class: ['side-room', unread && 'is-unread', room.id === activeId && 'is-active'],
         href: href(roomPath(room.id)),
         'aria-current': room.id === activeId ? 'page' : null,
-        'aria-label': `${room.kind === 'channel' ? 'Channel ' : room.kind === 'private' ? 'Private room ' : ''}${name}${statusLabel}${unreadText(summary)}`,
         dataset: { room: String(room.id) },
       },
       leading(summary, client),
-      h('span', { class: 'side-room__name' }, name),
+      // Named by its own text (what is seen, plus what only a screen reader
+      // needs, in the same box so no space is put between them).
+      h(
+        'span',
+        { class: 'side-room__name' },
+        room.kind === 'channel' || room.kind === 'private'
+          ? h('span', { class: 'visually-hidden' }, room.kind === 'channel' ? 'Channel ' : 'Private room ')
+          : null,
+        name,
+        statusLabel || unreadText(summary) ? h('span', { class: 'visually-hidden' }, `${statusLabel}${unreadText(summary)}`) : null,
+      ),
       custom,
       badge(summary),
     ),

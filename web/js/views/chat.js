@@ -177,10 +177,22 @@ function buildShell(ctx) {
   let view = null; // {roomId, close(), ...} of the conversation, or the search
   let offered = false;
 
+  // On a phone, screens without their own header (welcome, search) still need
+  // a way to the drawer.
+  const phoneBar = h(
+    'div',
+    { class: 'chat__phonebar' },
+    h(
+      'button',
+      { type: 'button', class: 'conv__action', 'aria-label': 'Open the conversation list', onclick: () => toggleDrawer(true) },
+      icon('menu'),
+    ),
+    h('span', { class: 'chat__phonebar-brand' }, h('img', { src: '/img/logo.svg', alt: '', width: 22, height: 22 }), 'collab'),
+  );
   const setView = (next) => {
     view?.close();
     view = next;
-    pane.replaceChildren(next ? next.node : emptyState(ctx));
+    pane.replaceChildren(...(next?.roomId ? [] : [phoneBar]), next ? next.node : emptyState(ctx));
   };
 
   const toggleDrawer = (open = !node.classList.contains('is-drawer-open')) => {
