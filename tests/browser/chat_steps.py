@@ -75,7 +75,16 @@ def message_action(page: Page, text: str, action: str) -> None:
 def sidebar_room(page: Page, name: str) -> Locator:
     """A conversation's link in the sidebar; its accessible name starts with ``name``."""
     side = page.get_by_role("navigation", name="Conversations")
-    return side.get_by_role("link", name=re.compile(rf"^{re.escape(name)}(,|$)"))
+    return side.get_by_role("link", name=re.compile(rf"^{re.escape(name)}\s*(,|$)"))
+
+
+def spoken(*parts: str, then_more: bool = False) -> re.Pattern[str]:
+    """An accessible name made of ``parts`` joined by commas, as the sidebar's rows
+    say "Grace Hopper, busy, 1 unread". (A browser may put a space before a comma
+    where visible and visually hidden text meet; that is not a difference.)
+    ``then_more``: other words may follow (a custom status's emoji, say)."""
+    joined = r"\s*,\s*".join(re.escape(part) for part in parts)
+    return re.compile(f"^{joined}" + (r"\b" if then_more else "$"))
 
 
 def open_room(page: Page, sidebar_name: str, heading: str) -> None:
