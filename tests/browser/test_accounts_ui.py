@@ -69,7 +69,7 @@ def test_first_run_link_sets_up_the_admin_and_lands_on_the_chat(
     page.get_by_label("Confirm password").press("Enter")
     expect(page).to_have_url(re.compile(r"#/chat$"))
     expect(page.get_by_role("heading", level=1, name="Welcome, Ada Lovelace")).to_be_visible()
-    expect(page.get_by_text("Pick a conversation on the left, or start a new one.")).to_be_visible()
+    expect(page.get_by_text("Pick a conversation from your list, or start a new one.")).to_be_visible()
     main = page.get_by_role("main")
     expect(main.get_by_role("button", name="New message")).to_be_visible()
     expect(main.get_by_role("button", name="Browse channels")).to_be_visible()
@@ -249,7 +249,7 @@ def test_guest_invitation_made_in_the_ui_is_accepted_in_another_browser(
     expect(guest).to_have_url(re.compile(r"#/chat$"))
     expect(guest.get_by_role("heading", name="Welcome, Grace Hopper")).to_be_visible()
     # A guest cannot start conversations: the screen says how rooms come to them.
-    expect(guest.get_by_text("People who invite you to a room will find you here.")).to_be_visible()
+    expect(guest.get_by_text("Rooms people add you to show up there.")).to_be_visible()
     expect(guest.get_by_role("main").get_by_role("button", name="New message")).to_have_count(0)
 
     open_account_menu(guest)

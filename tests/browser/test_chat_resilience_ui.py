@@ -15,7 +15,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 
-import pytest
 from playwright.sync_api import Locator, Page, expect
 
 from tests.browser.chat_fixtures import Person, SocketCutter, create_channel, create_member
@@ -195,11 +194,6 @@ def test_a_server_restart_loses_and_repeats_nothing(
     still_once(grace_page, [*everything, "All good on my side"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="client bug: a waiting message's 'Waiting for the connection…' is --text-subtle "
-    "under .msg--pending .msg__main {opacity: 0.75}: about 3.3:1 on white (color-contrast)",
-)
 def test_the_offline_conversation_passes_axe(
     server: Server, signed_in_page: SignedInPage, shot: Shot, axe: CheckA11y
 ) -> None:

@@ -57,9 +57,12 @@ function roomRow(summary, client, activeId) {
     const partner = dmPartner(room, client.me);
     const presence = partner ? client.presenceOf(partner.id) : null;
     if (presence?.emoji || presence?.text) {
-      custom = h('span', { class: 'side-room__custom', title: presence.text ?? '' }, presence.emoji ?? '💬');
+      custom = h('span', { class: 'side-room__custom', title: presence.text ?? '', 'aria-hidden': 'true' }, presence.emoji ?? '💬');
     }
-    if (presence) statusLabel = `, ${presence.status === 'dnd' ? 'do not disturb' : presence.status}`;
+    if (presence) {
+      statusLabel = `, ${presence.status === 'dnd' ? 'do not disturb' : presence.status}`;
+      if (presence.text) statusLabel += `, ${presence.text}`;
+    }
   }
   return h(
     'li',

@@ -176,11 +176,14 @@ export function openStatusMenu(ctx, anchor = document.activeElement) {
     const radioName = uid('status-choice');
     const radios = CHOICES.map((choice) => {
       const hintId = uid('status-hint');
+      const labelId = uid('status-label');
       const input = h('input', {
         type: 'radio',
         name: radioName,
         value: choice.status,
         class: 'status-choice__input',
+        // Named by the label alone; the hint is its description.
+        'aria-labelledby': labelId,
         'aria-describedby': hintId,
         checked: choice.status === chosen.status,
       });
@@ -195,7 +198,7 @@ export function openStatusMenu(ctx, anchor = document.activeElement) {
           h(
             'span',
             { class: 'status-choice__text' },
-            h('span', { class: 'status-choice__label' }, choice.label),
+            h('span', { class: 'status-choice__label', id: labelId }, choice.label),
             h('span', { class: 'status-choice__hint', id: hintId }, choice.hint),
           ),
         ),
@@ -616,7 +619,9 @@ export function statusButton(ctx) {
 
   function update() {
     const me = meOf(ctx);
-    const presence = client.presenceOf(me.id);
+    // While this tab has no connection, others see no live presence from it either.
+    const online = client.connection?.state !== 'waiting';
+    const presence = online ? client.presenceOf(me.id) : { ...client.presenceOf(me.id), status: 'offline', reason: null, last_seen: null };
     const words = presence ? statusText(presence, nowOf(ctx)) : '';
     const custom = customStatus(presence, { className: 'status-button__custom' });
     let line;
@@ -646,6 +651,14 @@ export function statusButton(ctx) {
   const off = client.on('presence', (userId) => {
     if (userId === meOf(ctx).id) update();
   });
+  const offState = client.on('state', () => update());
   update();
-  return { node, update, close: off };
+  return {
+    node,
+    update,
+    close() {
+      off();
+      offState();
+    },
+  };
 }

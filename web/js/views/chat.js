@@ -139,7 +139,9 @@ function emptyState(ctx) {
     h(
       'p',
       { class: 'chat-empty__text' },
-      isGuest ? 'Pick a conversation on the left. People who invite you to a room will find you here.' : 'Pick a conversation on the left, or start a new one.',
+      isGuest
+        ? 'Pick a conversation from your list. Rooms people add you to show up there.'
+        : 'Pick a conversation from your list, or start a new one.',
     ),
     isGuest
       ? null
@@ -238,6 +240,7 @@ function buildShell(ctx) {
     showRoom(roomId, seq) {
       toggleDrawer(false);
       side.setActive(roomId);
+      side.setSearch('');
       if (view?.roomId === roomId) {
         if (seq) view.showMessage(seq);
         return view;
@@ -272,7 +275,22 @@ function buildShell(ctx) {
       toggleDrawer(false);
       side.setActive(null);
       side.setSearch(q);
-      setView(searchView(ctx, { q, room: roomId }));
+      const back = view?.roomId ?? null;
+      setView(
+        searchView(ctx, {
+          q,
+          room: roomId,
+          onDismiss: () => {
+            side.setSearch('');
+            if (back) {
+              // Back to the conversation the search started from (the address never left it).
+              navigate(roomPath(back), { replace: true });
+            } else {
+              setView(null);
+            }
+          },
+        }),
+      );
       view.focus?.();
     },
     offerNotifications() {

@@ -78,7 +78,7 @@ export function accountMenu(user, activePath, problems, { compact = false } = {}
       title: compact ? 'Account and settings' : null,
     },
     compact
-      ? icon('menu')
+      ? icon('account')
       : [
           avatar(user),
           h('span', { class: 'visually-hidden' }, 'Account menu for '),
