@@ -261,3 +261,45 @@ presence_settings = sa.Table(
     sa.CheckConstraint("choice IN ('auto', 'busy', 'dnd', 'away')", name="choice"),
     sa.Index("ix_presence_settings_calendar_next_poll", "calendar_next_poll"),
 )
+
+calls = sa.Table(
+    "calls",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("room_id", sa.Integer, sa.ForeignKey("rooms.id", ondelete="CASCADE"), nullable=False),
+    sa.Column(
+        "started_by", sa.Integer, sa.ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    ),
+    sa.Column("video", sa.Boolean, nullable=False),
+    # The node that holds the call's live state and media (its node id).
+    sa.Column("node", sa.String(200), nullable=False),
+    sa.Column("started_at", sa.BigInteger, nullable=False),
+    # When someone besides the caller first joined: null for a call nobody answered.
+    sa.Column("answered_at", sa.BigInteger, nullable=True),
+    sa.Column("ended_at", sa.BigInteger, nullable=True),
+    # Null while the call goes on; then completed, missed, declined or cancelled.
+    sa.Column("outcome", sa.String(16), nullable=True),
+    sa.CheckConstraint(
+        "outcome IN ('completed', 'missed', 'declined', 'cancelled')", name="outcome"
+    ),
+    # At most one ongoing call per room, whichever node tries to start one.
+    sa.Index(
+        "uq_calls_room_ongoing",
+        "room_id",
+        unique=True,
+        sqlite_where=sa.text("ended_at IS NULL"),
+        postgresql_where=sa.text("ended_at IS NULL"),
+    ),
+    sa.Index("ix_calls_room_started", "room_id", "started_at"),
+)
+
+call_participants = sa.Table(
+    "call_participants",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("call_id", sa.Integer, sa.ForeignKey("calls.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("joined_at", sa.BigInteger, nullable=False),
+    sa.Column("left_at", sa.BigInteger, nullable=True),
+    sa.Index("ix_call_participants_call_id", "call_id"),
+)
