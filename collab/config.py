@@ -122,6 +122,24 @@ def _parse_log_level(raw: str) -> str:
     return level
 
 
+def _parse_ice_urls(schemes: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
+    def parse(raw: str) -> tuple[str, ...]:
+        items = tuple(part.strip() for part in raw.split(",") if part.strip())
+        for item in items:
+            scheme, _, rest = item.partition(":")
+            if scheme not in schemes or not rest.strip("/"):
+                raise ValueError(f"use {' or '.join(s + ':HOST:PORT' for s in schemes)}")
+        return items
+
+    return parse
+
+
+def _parse_optional_ip(raw: str) -> str:
+    if raw:
+        ipaddress.ip_address(raw)
+    return raw
+
+
 def _setting(
     default: Any, help: str, parse: Callable[[str], Any] = str, metavar: str | None = None
 ) -> Any:
@@ -225,6 +243,44 @@ class Config:
     )
     ws_command_burst: float = _setting(
         60.0, "socket commands each user may send in one burst", _parse_positive_float
+    )
+    call_ring_timeout: float = _setting(
+        45.0, "seconds a call rings before it counts as missed", _parse_positive_float, "SECONDS"
+    )
+    call_rejoin_grace: float = _setting(
+        15.0,
+        "seconds a participant whose socket closed stays in the call, so a reconnect rejoins",
+        _parse_positive_float,
+        "SECONDS",
+    )
+    stun_urls: tuple[str, ...] = _setting(
+        (),
+        "comma-separated STUN servers handed to callers, e.g. stun:stun.example.com:3478",
+        _parse_ice_urls(("stun",)),
+        "URLS",
+    )
+    turn_urls: tuple[str, ...] = _setting(
+        (),
+        "comma-separated TURN servers (coturn) handed to callers with per-user credentials, "
+        "e.g. turn:turn.example.com:3478?transport=udp,turns:turn.example.com:5349",
+        _parse_ice_urls(("turn", "turns")),
+        "URLS",
+    )
+    turn_secret: str = _setting(
+        "", "secret shared with coturn (its static-auth-secret, use-auth-secret)", str, "SECRET"
+    )
+    turn_ttl: int = _setting(
+        43200,
+        "seconds a minted TURN credential stays valid; longer than the longest call",
+        _parse_positive_int,
+        "SECONDS",
+    )
+    media_public_ip: str = _setting(
+        "",
+        "IP address the media server advertises to browsers (a node behind NAT or in a "
+        "container); empty means its own addresses",
+        _parse_optional_ip,
+        "IP",
     )
 
     @property
@@ -356,6 +412,8 @@ def validate(config: Config) -> None:
         path = getattr(config, name)
         if path is not None and not path.is_file():
             raise ConfigError(_flag(name), f"file {path} does not exist or is not a file")
+    if config.turn_urls and not config.turn_secret:
+        raise ConfigError("--turn-secret", "--turn-urls needs --turn-secret to mint credentials")
     if config.data_dir.exists() and not config.data_dir.is_dir():
         raise ConfigError("--data-dir", f"{config.data_dir} exists and is not a directory")
 
