@@ -69,7 +69,9 @@ def test_first_run_link_sets_up_the_admin_and_lands_on_the_chat(
     page.get_by_label("Confirm password").press("Enter")
     expect(page).to_have_url(re.compile(r"#/chat$"))
     expect(page.get_by_role("heading", level=1, name="Welcome, Ada Lovelace")).to_be_visible()
-    expect(page.get_by_text("Pick a conversation from your list, or start a new one.")).to_be_visible()
+    expect(
+        page.get_by_text("Pick a conversation from your list, or start a new one.")
+    ).to_be_visible()
     main = page.get_by_role("main")
     expect(main.get_by_role("button", name="New message")).to_be_visible()
     expect(main.get_by_role("button", name="Browse channels")).to_be_visible()
