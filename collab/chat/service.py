@@ -665,6 +665,34 @@ class ChatService:
         notes.append(record)
         return record
 
+    async def post_system(
+        self, room_id: int, actor_id: int | None, text: str, meta: dict[str, Any]
+    ) -> MessageView | None:
+        """A system message another service records in a room's history (calls: started,
+        ended, missed). Stored with its seq, then announced like any message; None if
+        the room is gone meanwhile."""
+        async with self._store.transaction() as conn:
+            room = await room_sql.by_id(conn, room_id)
+            if room is None:
+                return None
+            record = await message_sql.insert(
+                conn,
+                room_id=room.id,
+                seq=await room_sql.next_seq(conn, room.id),
+                sender_id=actor_id,
+                kind="system",
+                body=text,
+                client_msg_id=None,
+                reply_to_id=None,
+                bot_name=None,
+                meta=meta,
+                now=self._clock(),
+            )
+            view = await self._view(conn, record)
+        await self._publish(room_topic(room_id), event("chat.message", view))
+        self._count(view.kind)
+        return view
+
     async def send(
         self,
         identity: Identity,
