@@ -166,6 +166,11 @@ class PresenceService:
         await self._registry.set_call(user_id, call_id)
         self.mark(user_id)
 
+    async def in_call(self, user_ids: list[int]) -> set[int]:
+        """Which of these users are in a call now, on any node (calls ring them quietly)."""
+        states = await self._registry.states(user_ids)
+        return {uid for uid, state in states.items() if state.in_call}
+
     async def set_choice(
         self,
         user_id: int,
