@@ -30,10 +30,12 @@ from collab.appkeys import (
     ACCOUNTS,
     BUS,
     CALENDARS,
+    CALLS,
     CHAT,
     CLOCK,
     CONFIG,
     FILES,
+    MEDIA,
     METRICS,
     PRESENCE,
     SEARCH,
@@ -41,12 +43,17 @@ from collab.appkeys import (
     STORE,
     WEBHOOKS,
 )
+from collab.calls import http as calls_http
+from collab.calls.realtime import CallSockets
+from collab.calls.service import CallService
 from collab.chat import http as chat_http
 from collab.chat.realtime import ChatSockets, install_search
 from collab.chat.service import ChatService
 from collab.config import Config
 from collab.files import http as files_http
 from collab.files.service import FileService
+from collab.media import IceServer as MediaIceServer
+from collab.media import MediaError, MediaServer, MediaSettings
 from collab.ops import http as ops_http
 from collab.ops.metrics import Metrics
 from collab.presence import http as presence_http
@@ -144,6 +151,24 @@ def create_app(
     chat.after_send.append(notifier.message_sent)
     search = SearchService(store, chat)
     install_search(sockets, search)
+    calls = CallService(
+        store,
+        bus,
+        chat,
+        presence,
+        clock,
+        node=config.effective_node_id,
+        ring_timeout_s=config.call_ring_timeout,
+        rejoin_grace_s=config.call_rejoin_grace,
+        stun_urls=config.stun_urls,
+        turn_urls=config.turn_urls,
+        turn_secret=config.turn_secret,
+        turn_ttl_s=config.turn_ttl,
+    )
+    CallSockets(calls, hub).install(sockets)
+    media = _media_server(config)
+    if media is not None:
+        calls.attach_media(media)
 
     app[CONFIG] = config
     app[CLOCK] = clock
@@ -155,6 +180,8 @@ def create_app(
     app[CHAT] = chat
     app[PRESENCE] = presence
     app[CALENDARS] = calendars
+    app[CALLS] = calls
+    app[MEDIA] = media
     app[SEARCH] = search
     app[WEBHOOKS] = WebhookService(store, chat, clock, public_url=config.effective_public_url)
     app[FILES] = FileService.from_config(config, store, chat, clock)
@@ -169,11 +196,26 @@ def create_app(
     presence_http.add_routes(app)
     search_http.add_routes(app)
     webhooks_http.add_routes(app)
+    calls_http.add_routes(app)
     files_http.add_routes(app)
     openapi.add_routes(app)
     realtime.add_routes(app)
     _add_web_client(app)
     return app
+
+
+def _media_server(config: Config) -> MediaServer | None:
+    """The node's media server. Without a usable aiortc the node still runs: calls ring,
+    start and end, and ``call.signal`` answers ``media_unavailable``."""
+    settings = MediaSettings(
+        ice_servers=tuple(MediaIceServer(urls=(url,)) for url in config.stun_urls),
+        public_addresses=(config.media_public_ip,) if config.media_public_ip else (),
+    )
+    try:
+        return MediaServer(settings)
+    except MediaError as exc:
+        log.warning("media server off: %s", exc)
+        return None
 
 
 def _lifecycle(
@@ -185,6 +227,7 @@ def _lifecycle(
         await bus.start()
         await app[PRESENCE].start()
         await app[CALENDARS].start()
+        await app[CALLS].recover()
         if announce_first_run:
             link = await app[ACCOUNTS].first_run_link()
             if link:
@@ -200,6 +243,9 @@ def _lifecycle(
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
+            await app[CALLS].close()
+            if app[MEDIA] is not None:
+                await app[MEDIA].close()
             await app[CALENDARS].close()
             await app[PRESENCE].close()
             await bus.close()

@@ -10,9 +10,11 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from collab.accounts.service import AccountService
+    from collab.calls.service import CallService
     from collab.chat.service import ChatService
     from collab.config import Config
     from collab.files.service import FileService
+    from collab.media import MediaServer
     from collab.ops.metrics import Metrics
     from collab.presence.calendars import CalendarService
     from collab.presence.service import PresenceService
@@ -35,3 +37,5 @@ SEARCH: web.AppKey[SearchService] = web.AppKey("search")
 WEBHOOKS: web.AppKey[WebhookService] = web.AppKey("webhooks")
 PRESENCE: web.AppKey[PresenceService] = web.AppKey("presence")
 CALENDARS: web.AppKey[CalendarService] = web.AppKey("calendars")
+CALLS: web.AppKey[CallService] = web.AppKey("calls")
+MEDIA: web.AppKey[MediaServer | None] = web.AppKey("media")

@@ -1,0 +1,1 @@
+"""Calls: ringing, who is in a call, the signaling between browsers and the media server."""
