@@ -171,6 +171,7 @@ QUERY_STRUCTS = {
     "ChannelQuery": ("/api/v1/channels", "get"),
     "SearchQuery": ("/api/v1/search", "get"),
     "LookupQuery": ("/api/v1/presence", "get"),
+    "CallLogQuery": ("/api/v1/rooms/{id}/calls", "get"),
 }
 
 
@@ -1228,6 +1229,20 @@ async def _presence_scenario(
         await ivy.call("PUT", notify, 404, json={"level": "all"}, code="room_not_found")
         channel = f"{rooms}/{watercooler['id']}/notify"
         await ivy.call("PUT", channel, 403, json={"level": "all"}, code="not_a_member")
+
+        # The call log: a call started and cancelled on the socket is in it.
+        await socket.send_json({"id": "k1", "type": "call.start", "room": standup["id"]})
+        started = (await _frames_until(socket, lambda f: f.get("re") == "k1"))[-1]
+        cancel = {"id": "k2", "type": "call.cancel", "call": started["call"]["call"]}
+        await socket.send_json(cancel)
+        assert (await _frames_until(socket, lambda f: f.get("re") == "k2"))[-1]["ok"]
+        calls = f"{rooms}/{standup['id']}/calls"
+        logged = await mia.call("GET", f"{calls}?limit=5", 200)
+        assert logged["calls"][0]["outcome"] == "cancelled"
+        await mia.call("GET", f"{calls}?limit=0", 400, code="invalid_field")
+        await mia.call("GET", f"{calls}?page=2", 400, code="unknown_field")
+        await ivy.call("GET", calls, 404, code="room_not_found")
+        await ivy.call("GET", f"{rooms}/{watercooler['id']}/calls", 403, code="not_a_member")
 
     # With no socket open, mia is offline, and when she was last seen is known.
     for _ in range(100):
