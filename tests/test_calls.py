@@ -453,3 +453,42 @@ async def test_turn_credentials_follow_the_coturn_rest_scheme(
     digest = hmac.new(b"north-wind", turn["username"].encode(), hashlib.sha1).digest()
     assert turn["credential"] == base64.b64encode(digest).decode()
     await ana_ws.close()
+
+
+async def test_the_ring_reaches_a_callee_on_another_node(
+    aiohttp_client: Any, make_app: Any, pg_url: str, redis_server: Any, tmp_path: Any
+) -> None:
+    from tests.helpers import add_user
+
+    nodes = [
+        await aiohttp_client(
+            make_app(
+                database_url=pg_url,
+                redis_url=redis_server.url,
+                data_dir=tmp_path / name,
+                node_id=name,
+                call_ring_timeout=30,
+            )
+        )
+        for name in ("a", "b")
+    ]
+    ana = await Person.create(nodes[0], "ana")
+    bob = Person(nodes[1], "bob")
+    bob.user_id = (await add_user(nodes[1].app, "bob")).id
+    await bob.sign_in()
+    dm = await ana.room("dm", members=["bob"])
+    ana_ws, bob_ws = await ana.socket(), await bob.socket()
+    await bob_ws.command("ping")
+    call_id = (await ana_ws.command("call.start", room=dm["id"]))["call"]["call"]
+    ring = await bob_ws.next_event("call.ring")
+    assert ring["call"] == call_id and ring["caller"]["username"] == "ana"
+    # The call lives on node a: node b says so instead of pretending.
+    elsewhere = await bob_ws.command("call.accept", call=call_id)
+    assert elsewhere["error"]["code"] == "call_elsewhere" and elsewhere["error"]["node"] == "a"
+    assert (await bob_ws.command("call.decline", call=call_id))["error"]["code"] == "call_elsewhere"
+    assert (await ana_ws.command("call.cancel", call=call_id))["ok"]
+    assert (await bob_ws.next_event("call.ring_ended"))["reason"] == "cancelled"
+    for ws in (ana_ws, bob_ws):
+        await ws.close()
+    for person in (ana, bob):
+        await person.close()
