@@ -14,7 +14,7 @@ import inspect
 import aiortc
 import av
 import pytest
-from aiortc import RTCDtlsTransport, RTCRtpReceiver, RTCRtpSender, RTCSessionDescription
+from aiortc import RTCDtlsTransport, RTCRtpReceiver, RTCRtpSender, RTCSessionDescription, clock
 from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket, RtpPacket
 
@@ -125,7 +125,8 @@ async def test_rtp_sink_and_record_sent(pair):
     await wait_for(lambda: any(p.payload == b"\x10forwarded" for p in packets), timeout=2)
 
     before = next(s for s in (await sender.getStats()).values() if s.type == "outbound-rtp")
-    hooks.record_sent(sender, 1234, 100, 2)
+    hooks.record_sent(sender, clock.current_ntp_time(), 1234, 60)
+    hooks.record_sent(sender, clock.current_ntp_time(), 1234, 40)
     after = next(s for s in (await sender.getStats()).values() if s.type == "outbound-rtp")
     assert after.packetsSent == before.packetsSent + 2
     assert after.bytesSent == before.bytesSent + 100

@@ -37,7 +37,7 @@ from typing import Any
 import aioice
 import aioice.ice
 from aioice.candidate import candidate_foundation, candidate_priority
-from aiortc import RTCDtlsTransport, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver, clock
+from aiortc import RTCDtlsTransport, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.rtcicetransport import RTCIceGatherer
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters
 from aiortc.rtp import AnyRtcpPacket, RtpPacket, is_rtcp
@@ -147,16 +147,18 @@ def tap_sender_feedback(sender: RTCRtpSender, on_rtcp: FeedbackCallback) -> None
     sender._handle_rtcp_packet = handle  # type: ignore[method-assign]
 
 
-def record_sent(sender: RTCRtpSender, rtp_timestamp: int, octets: int, packets: int) -> None:
-    """Account forwarded packets in the sender, as if it had sent them.
+def record_sent(sender: RTCRtpSender, ntp_time: int, rtp_timestamp: int, octets: int) -> None:
+    """Account one forwarded packet in the sender, as if it had sent it.
 
     The sender's RTCP loop builds its sender reports (and so the receiver's
-    round-trip time and lip sync) from these counters.
+    round-trip time and lip sync) from these counters. ``ntp_time`` is
+    :func:`aiortc.clock.current_ntp_time` taken once per incoming packet by
+    the caller: it costs more than the rest of this function.
     """
-    sender._RTCRtpSender__ntp_timestamp = clock.current_ntp_time()  # type: ignore[attr-defined]
+    sender._RTCRtpSender__ntp_timestamp = ntp_time  # type: ignore[attr-defined]
     sender._RTCRtpSender__rtp_timestamp = rtp_timestamp  # type: ignore[attr-defined]
     sender._RTCRtpSender__octet_count += octets  # type: ignore[attr-defined]
-    sender._RTCRtpSender__packet_count += packets  # type: ignore[attr-defined]
+    sender._RTCRtpSender__packet_count += 1  # type: ignore[attr-defined]
 
 
 class RtpSink:

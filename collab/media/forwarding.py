@@ -23,8 +23,10 @@ import contextlib
 import logging
 import secrets
 import struct
+import time
 from collections.abc import Awaitable, Callable
 
+from aiortc import clock
 from aiortc.codecs import is_rtx
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import (
@@ -48,6 +50,7 @@ _HEADER = struct.Struct("!BBHII")
 _ONE_BYTE_PROFILE = b"\xbe\xde\x00\x01"
 _VIDEO_FRAME_TICKS = 3000  # 1/30 s at 90 kHz: the gap left when a stream is rebased
 _AUDIO_FRAME_TICKS = 960  # 20 ms at 48 kHz
+_MIN_PLI_GAP_S = 0.1  # a burst of requests (many subscribers) makes one PLI
 
 KeyframeSender = Callable[[int], Awaitable[None]]
 LevelCallback = Callable[[int], None]
@@ -84,6 +87,8 @@ class Ingress:
         self._keyframe_wanted = False
         self._keyframe_task: asyncio.Task[None] | None = None
         self.plis_sent = 0
+        self.now_ntp = 0
+        self._last_pli_at = 0.0
 
     # -- packets in ----------------------------------------------------------------------
 
@@ -105,6 +110,7 @@ class Ingress:
                     egress.rebase()
             self.ssrc = packet.ssrc
         self.packets_received += 1
+        self.now_ntp = clock.current_ntp_time()  # once per packet, not per subscriber
         self._cache[packet.sequence_number % self._cache_size] = packet
         key = self.kind == "video" and is_keyframe_start(self.mime, packet.payload)
         if key:
@@ -149,12 +155,17 @@ class Ingress:
     # -- keyframes -----------------------------------------------------------------------
 
     def want_keyframe(self) -> None:
-        """Ask for a keyframe unless a request is already out; retried while wanted."""
+        """Ask for a keyframe, collapsed: at most one PLI per ``_MIN_PLI_GAP_S``,
+        then one per retry interval while anyone still waits."""
         if self.kind != "video" or self.closed:
             return
         self._keyframe_wanted = True
-        if self._keyframe_task is None or self._keyframe_task.done():
-            self._keyframe_task = asyncio.ensure_future(self._request_keyframes())
+        running = self._keyframe_task is not None and not self._keyframe_task.done()
+        if running and time.monotonic() - self._last_pli_at < _MIN_PLI_GAP_S:
+            return  # a PLI just went out; the running loop retries if needed
+        if running:
+            self._keyframe_task.cancel()  # type: ignore[union-attr]
+        self._keyframe_task = asyncio.ensure_future(self._request_keyframes())
 
     def _still_waiting(self) -> bool:
         return self._keyframe_wanted or any(e.waiting for e in self.egresses)
@@ -165,6 +176,7 @@ class Ingress:
             while not self.closed and self._still_waiting():
                 if self.ssrc is not None:
                     self.plis_sent += 1
+                    self._last_pli_at = time.monotonic()
                     with contextlib.suppress(ConnectionError):
                         await self._send_pli(self.ssrc)
                 await asyncio.sleep(self._retry_s)
@@ -276,7 +288,7 @@ class Egress:
             self._last_seq = seq
             self._last_ts = ts
         self.packets_sent += 1
-        hooks.record_sent(self.sender, ts, len(packet.payload), 1)  # type: ignore[arg-type]
+        hooks.record_sent(self.sender, self.ingress.now_ntp, ts, len(packet.payload))  # type: ignore[arg-type]
         return True
 
     # -- feedback from the subscriber ----------------------------------------------------
