@@ -89,6 +89,7 @@ class Ingress:
         self.plis_sent = 0
         self.now_ntp = 0
         self._last_pli_at = 0.0
+        self._keyframe_urgent = asyncio.Event()
 
     # -- packets in ----------------------------------------------------------------------
 
@@ -155,23 +156,22 @@ class Ingress:
     # -- keyframes -----------------------------------------------------------------------
 
     def want_keyframe(self) -> None:
-        """Ask for a keyframe, collapsed: at most one PLI per ``_MIN_PLI_GAP_S``,
-        then one per retry interval while anyone still waits."""
+        """Ask for a keyframe, collapsed: one PLI now, at most one per
+        ``_MIN_PLI_GAP_S`` however many ask, and one per retry interval while
+        anyone still waits."""
         if self.kind != "video" or self.closed:
             return
         self._keyframe_wanted = True
-        running = self._keyframe_task is not None and not self._keyframe_task.done()
-        if running and time.monotonic() - self._last_pli_at < _MIN_PLI_GAP_S:
-            return  # a PLI just went out; the running loop retries if needed
-        if running:
-            self._keyframe_task.cancel()  # type: ignore[union-attr]
-        self._keyframe_task = asyncio.ensure_future(self._request_keyframes())
+        if self._keyframe_task is None or self._keyframe_task.done():
+            self._keyframe_task = asyncio.ensure_future(self._request_keyframes())
+        else:
+            self._keyframe_urgent.set()
 
     def _still_waiting(self) -> bool:
         return self._keyframe_wanted or any(e.waiting for e in self.egresses)
 
     async def _request_keyframes(self) -> None:
-        """One PLI now, then one per retry interval while anyone still waits."""
+        """Send PLIs while anyone waits: a new request wakes the loop early."""
         try:
             while not self.closed and self._still_waiting():
                 if self.ssrc is not None:
@@ -179,7 +179,12 @@ class Ingress:
                     self._last_pli_at = time.monotonic()
                     with contextlib.suppress(ConnectionError):
                         await self._send_pli(self.ssrc)
-                await asyncio.sleep(self._retry_s)
+                self._keyframe_urgent.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._keyframe_urgent.wait(), self._retry_s)
+                gap = self._last_pli_at + _MIN_PLI_GAP_S - time.monotonic()
+                if gap > 0:
+                    await asyncio.sleep(gap)
         except asyncio.CancelledError:
             pass
 
