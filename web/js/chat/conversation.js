@@ -74,11 +74,35 @@ export function conversationView(ctx, roomId, { focusSeq = null } = {}) {
     { type: 'button', class: 'conv__action conv__drawer-button', 'aria-label': 'Open the conversation list', onclick: () => ctx.toggleDrawer() },
     icon('menu'),
   );
+  // Calls: start (audio or video) while the room has none, else join it.
   const callButton = h(
     'button',
-    { type: 'button', class: 'conv__action', disabled: true, 'aria-label': 'Start a call (calls arrive in a later version)', title: 'Calls arrive in a later version' },
+    { type: 'button', class: 'conv__action', 'aria-label': 'Start a call', title: 'Start a call', onclick: () => ctx.calls?.start(roomId, false) },
     icon('phone'),
   );
+  const videoButton = h(
+    'button',
+    { type: 'button', class: 'conv__action', 'aria-label': 'Start a video call', title: 'Start a video call', onclick: () => ctx.calls?.start(roomId, true) },
+    icon('video'),
+  );
+  const joinButton = h(
+    'button',
+    { type: 'button', class: 'conv__action conv__join-call', hidden: true, onclick: () => ctx.calls?.callIn(roomId) && ctx.calls.join(ctx.calls.callIn(roomId)) },
+    icon('phone'),
+    h('span', {}, 'Join call'),
+  );
+  const renderCall = () => {
+    const ongoing = ctx.calls?.callIn(roomId) ?? null;
+    const mine = ongoing && ctx.calls.session?.callId === ongoing.call;
+    const archived = Boolean(room()?.archived);
+    joinButton.hidden = !ongoing || mine || archived;
+    callButton.hidden = Boolean(ongoing) || archived;
+    videoButton.hidden = Boolean(ongoing) || archived;
+    if (ongoing) {
+      const count = ongoing.participants.length;
+      joinButton.title = `${count} ${count === 1 ? 'person' : 'people'} in the call`;
+    }
+  };
   const searchButton = h(
     'button',
     { type: 'button', class: 'conv__action', 'aria-label': 'Search this conversation', title: 'Search this conversation', onclick: () => ctx.openSearch('', roomId) },
@@ -95,7 +119,7 @@ export function conversationView(ctx, roomId, { focusSeq = null } = {}) {
     { class: 'conv__header' },
     drawerButton,
     h('div', { class: 'conv__titles' }, title, subtitle),
-    h('div', { class: 'conv__actions' }, callButton, searchButton, membersButton, settingsButton),
+    h('div', { class: 'conv__actions' }, joinButton, callButton, videoButton, searchButton, membersButton, settingsButton),
   );
 
   // -- messages ------------------------------------------------------------------
@@ -233,6 +257,7 @@ export function conversationView(ctx, roomId, { focusSeq = null } = {}) {
     membersButton.replaceChildren(icon('users'), h('span', {}, String(current.member_count)));
     membersButton.setAttribute('aria-label', `People: ${current.member_count}`);
     membersButton.title = 'People in this conversation';
+    renderCall();
   };
 
   const renderTop = (timeline) => {
@@ -636,6 +661,10 @@ export function conversationView(ctx, roomId, { focusSeq = null } = {}) {
   subs.add(client.on('timeline', (id) => id === roomId && render()));
   subs.add(client.on('outbox', (id) => id === roomId && render()));
   subs.add(client.on('typing', (id) => id === roomId && renderTyping()));
+  if (ctx.calls) {
+    subs.add(ctx.calls.on('rooms', (id) => id === roomId && renderCall()));
+    subs.add(ctx.calls.on('session', renderCall));
+  }
   let memberCount = null;
   subs.add(
     client.on('rooms', () => {
@@ -686,6 +715,7 @@ export function conversationView(ctx, roomId, { focusSeq = null } = {}) {
   };
 
   renderHeader();
+  renderCall();
   renderTyping();
   renderMessages();
   open();

@@ -12,6 +12,7 @@ import * as session from '../session.js';
 import { alertBox } from '../ui.js';
 import { startActivityReporter } from '../chat/activity.js';
 import { openBrowseChannels, openCreateChannel } from '../chat/browse.js';
+import { Calls } from '../chat/calls.js';
 import { ChatClient } from '../chat/client.js';
 import { conversationView } from '../chat/conversation.js';
 import { openNewMessage } from '../chat/new-message.js';
@@ -35,6 +36,7 @@ export function chatClient() {
 /** End the chat of a user who signed out (or whose session ended). */
 export function stopChat() {
   if (!live) return;
+  live.calls.stop();
   live.client.stop();
   live.notifications.stop();
   live.stopActivity();
@@ -53,6 +55,7 @@ function ensureLive() {
     notifications: startNotifications(makeContext(ctx)),
     stopActivity: startActivityReporter(client),
   };
+  live.calls = ctx.calls = new Calls(ctx);
   client.start();
   return live;
 }
@@ -75,6 +78,9 @@ function makeContext(ctx) {
     openNewMessage: () => openNewMessage(ctx),
     toggleDrawer: (open) => live?.shell?.toggleDrawer(open),
     onSent: () => live?.shell?.offerNotifications(),
+    // The call view goes beside the conversation (null takes it away).
+    mountCall: (node) => live?.shell?.mountCall(node),
+    toggleCallChat: (open) => live?.shell?.toggleCallChat(open),
   });
 }
 
@@ -172,7 +178,8 @@ function buildShell(ctx) {
   });
   const banner = connectionBanner(client);
   const pane = h('div', { class: 'chat__pane' });
-  const main = h('main', { class: 'chat__main', id: 'main', tabindex: '-1' }, banner.node, problems.root, pane);
+  const callSlot = h('div', { class: 'chat__call', hidden: true });
+  const main = h('main', { class: 'chat__main', id: 'main', tabindex: '-1' }, banner.node, problems.root, h('div', { class: 'chat__work' }, callSlot, pane));
   const backdrop = h('button', { type: 'button', class: 'chat__backdrop', tabindex: '-1', 'aria-label': 'Close the conversation list' });
   const node = h('div', { class: 'chat' }, h('div', { class: 'chat__side', id: 'chat-side' }, side.node), backdrop, main, announcer);
 
@@ -237,6 +244,15 @@ function buildShell(ctx) {
       window.setTimeout(() => setText(announcer, text), 50);
     },
     toggleDrawer,
+    mountCall(callNode) {
+      callSlot.replaceChildren(...(callNode ? [callNode] : []));
+      callSlot.hidden = !callNode;
+      node.classList.toggle('has-call', Boolean(callNode));
+      if (!callNode) node.classList.remove('is-call-chat-open');
+    },
+    toggleCallChat(open) {
+      node.classList.toggle('is-call-chat-open', open);
+    },
     showRoom(roomId, seq) {
       toggleDrawer(false);
       side.setActive(roomId);
