@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
-from tests.browser.chat_fixtures import Person, create_channel, create_member
+from tests.browser.chat_fixtures import Person, SocketCutter, create_channel, create_member
 from tests.browser.chat_steps import open_room, wait_for_chat
 from tests.browser.conftest import (
     ADMIN_USERNAME,
@@ -217,3 +217,69 @@ def test_video_call_ring_accept_media_share_mute_and_end(
         )
         expect(ended).to_have_count(1)
         expect(page.get_by_role("button", name="Start a call")).to_be_visible()
+
+
+def test_three_people_decline_with_text_join_late_and_rejoin_after_a_drop(
+    server: Server, signed_in_page: SignedInPage, shot: Shot
+) -> None:
+    admin = server.create_first_admin(display_name="Ada Lovelace")
+    grace = create_member(admin, "grace", display_name="Grace Hopper")
+    linus = create_member(admin, "linus", display_name="Linus Torvalds")
+    create_channel(admin, "general", [grace, linus])
+    ada = call_page(signed_in_page, server, ADMIN_USERNAME)
+    grace_page = signed_in_page(grace)
+    grace_page.context.grant_permissions(["camera", "microphone"], origin=server.url)
+    cutter = SocketCutter(grace_page)
+    grace_page.goto("/#/chat")
+    wait_for_chat(grace_page)
+    linus_page = call_page(signed_in_page, server, linus)
+    for page in (ada, grace_page, linus_page):
+        open_room(page, "Channel general", "#general")
+
+    ada.get_by_role("button", name="Start a video call").click()
+    ada.get_by_role("dialog", name="Start a video call").get_by_role(
+        "button", name="Start call"
+    ).click()
+    call_view = ada.get_by_role("region", name="Call in #general")
+
+    # Linus declines with a quick text; Ada reads it in the call view.
+    ring = linus_page.get_by_role("dialog", name="Ada Lovelace is calling")
+    ring.get_by_role("button", name="Decline with a message…").click()
+    ring.get_by_role("button", name="Can't talk, in a meeting").click()
+    expect(ring).to_have_count(0)
+    expect(call_view).to_contain_text("Linus Torvalds declined: “Can't talk, in a meeting”")
+
+    grace_page.get_by_role("dialog", name="Ada Lovelace is calling").get_by_role(
+        "button", name="Accept with video"
+    ).click()
+    # Linus changes his mind and joins the ongoing call from the room header.
+    join = linus_page.get_by_role("button", name="Join call")
+    expect(join).to_be_visible()
+    join.click()
+    linus_page.get_by_role("dialog", name="Join the call").get_by_role(
+        "button", name="Join call"
+    ).click()
+    for page in (ada, grace_page, linus_page):
+        wait_for_media(page, others=2)
+        expect(page.locator(".tile")).to_have_count(3)
+    shot(ada, "call-three", full_page=False)
+
+    # Grace's network drops; within the grace period she is back in the call
+    # (call.join again) and everyone receives her again.
+    cutter.cut()
+    expect(grace_page.get_by_role("region", name="Call in #general")).to_contain_text(
+        "reconnecting", ignore_case=True
+    )
+    cutter.restore()
+    expect(grace_page.get_by_role("region", name="Call in #general")).to_contain_text(
+        "3 people", timeout=15000
+    )
+    for page in (ada, grace_page, linus_page):
+        wait_for_media(page, others=2)
+    expect(ada.locator(".tile")).to_have_count(3)
+
+    for page in (grace_page, linus_page, ada):
+        page.get_by_role("region", name="Call in #general").get_by_role(
+            "button", name="Leave"
+        ).click()
+    expect(system_message(ada, re.compile(r"^Call ended after"))).to_have_count(1)
