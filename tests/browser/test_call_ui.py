@@ -172,6 +172,8 @@ def test_video_call_ring_accept_media_share_mute_and_end(
         expect(page.locator(".tile")).to_have_count(2)
         expect(page.locator(".tile:not(.tile--mine) video")).to_be_visible()
     expect(call_view).to_contain_text("2 people")
+    # The fake microphones beep: the media server hears speech and says so.
+    expect(ada.locator(".tile--speaking")).not_to_have_count(0, timeout=MEDIA_TIMEOUT_MS)
 
     # Grace mutes: Ada sees the mute icon on Grace's tile.
     mute = grace_view.get_by_role("button", name="Mute")
@@ -194,6 +196,9 @@ def test_video_call_ring_accept_media_share_mute_and_end(
     )
     axe(ada, "call-view", include=".call")
     shot(ada, "call-desktop", full_page=False)
+    ada.emulate_media(color_scheme="dark")
+    shot(ada, "call-desktop-dark", full_page=False)
+    ada.emulate_media(color_scheme="light")
     ada.set_viewport_size({"width": 375, "height": 740})
     expect(call_view.get_by_role("button", name="Chat")).to_be_visible()
     shot(ada, "call-phone", full_page=False)

@@ -69,6 +69,7 @@ export class Calls extends Emitter {
         this.client.request('call.decline', { call: frame.call, text }).catch((error) => this.ctx.announce(error.message));
       },
       dismissed: () => this.rings.delete(frame.call),
+      now: () => this.client.now(),
     });
     this.rings.set(frame.call, handle);
   }

@@ -39,9 +39,10 @@ function ringtone() {
 
 /**
  * Show the ring. `actions`: accept(video), decline(text | null), dismissed()
- * (it closed for any reason). Returns {close()}.
+ * (it closed for any reason); `now()` is the server's clock, which
+ * `expires_at` is on. Returns {close()}.
  */
-export function incomingCall(ring, { label, accept, decline, dismissed }) {
+export function incomingCall(ring, { label, accept, decline, dismissed, now = () => Date.now() }) {
   const caller = ring.caller?.display_name ?? 'Someone';
   const tone = ring.quiet ? { stop() {} } : ringtone();
   let chosen = false;
@@ -106,7 +107,7 @@ export function incomingCall(ring, { label, accept, decline, dismissed }) {
       dismissed();
     },
   });
-  const expiry = window.setTimeout(() => close('expired'), Math.max(0, (ring.expires_at ?? Date.now() + 45000) - Date.now()));
+  const expiry = window.setTimeout(() => close('expired'), Math.max(0, (ring.expires_at ?? now() + 45000) - now()));
 
   function choose(fn) {
     if (chosen) return;
