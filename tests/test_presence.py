@@ -271,6 +271,10 @@ async def test_a_burst_of_changes_sends_one_event(client: TestClient[Any, Any]) 
             ana.user_id, choice=status, until=None, text=None, emoji=None, text_until=None
         )
     event = await presence_of(watcher, "ana")
+    # Ana's arrival may be announced a second time, late, on a slow machine (the
+    # snapshot already said it): that is from before the burst, which never says it.
+    while event["status"] == "available":
+        event = await presence_of(watcher, "ana")
     assert event["status"] == "busy"
     await no_presence(watcher, "ana", wait=1.5)
     # Flipping away and straight back within the window announces nothing at all.
