@@ -35,6 +35,15 @@ export class Calls extends Emitter {
         this.stopRing(frame.call);
         this.emit('rooms', frame.room);
       }),
+      // A new socket gets a call.state for every ongoing call again: forget the
+      // old ones, so a call that ended while this tab was offline stops showing.
+      on('hello', () => {
+        for (const roomId of [...this.byRoom.keys()]) {
+          if (this.session?.roomId === roomId && !this.session.ended) continue;
+          this.byRoom.delete(roomId);
+          this.emit('rooms', roomId);
+        }
+      }),
       on('call.ring', (frame) => this.ring(frame)),
       on('call.ring_ended', (frame) => this.stopRing(frame.call)),
     ];
