@@ -641,7 +641,7 @@ class ChatService:
         self,
         conn: AsyncConnection,
         room: RoomRecord,
-        actor: UserRecord,
+        actor: UserRecord | int | None,
         text: str,
         meta: dict[str, Any],
         notes: list[MessageRecord],
@@ -653,7 +653,7 @@ class ChatService:
             conn,
             room_id=room.id,
             seq=seq,
-            sender_id=actor.id,
+            sender_id=actor if actor is None or isinstance(actor, int) else actor.id,
             kind="system",
             body=text,
             client_msg_id=None,
@@ -675,19 +675,7 @@ class ChatService:
             room = await room_sql.by_id(conn, room_id)
             if room is None:
                 return None
-            record = await message_sql.insert(
-                conn,
-                room_id=room.id,
-                seq=await room_sql.next_seq(conn, room.id),
-                sender_id=actor_id,
-                kind="system",
-                body=text,
-                client_msg_id=None,
-                reply_to_id=None,
-                bot_name=None,
-                meta=meta,
-                now=self._clock(),
-            )
+            record = await self._system(conn, room, actor_id, text, meta, [])
             view = await self._view(conn, record)
         await self._publish(room_topic(room_id), event("chat.message", view))
         self._count(view.kind)

@@ -48,10 +48,17 @@ export function onSessionEnded(handler) {
   sessionEndedHandler = handler;
 }
 
-export async function request(method, path, body) {
+/**
+ * Call the API. `body` is sent as JSON; `raw` ({body, type}) sends bytes as
+ * they are (a file) with that Content-Type instead.
+ */
+export async function request(method, path, body, { raw } = {}) {
   const headers = { Accept: 'application/json' };
   const init = { method, headers, credentials: 'same-origin', cache: 'no-store' };
-  if (body !== undefined) {
+  if (raw) {
+    headers['Content-Type'] = raw.type;
+    init.body = raw.body;
+  } else if (body !== undefined) {
     headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
   }

@@ -6,7 +6,6 @@
 // REST only: it works without a ChatClient.
 
 import * as api from '../api.js';
-import { ApiError } from '../api.js';
 import {
   getPrefs,
   notificationPermission,
@@ -124,53 +123,9 @@ function switchField({ label, hint, checked = false }) {
   return { root, input, hint: hintEl };
 }
 
-/** PUT the .ics file as it is. api.request() sends JSON only, so this is its own fetch. */
-async function uploadCalendarFile(file) {
-  let csrf = typeof api.csrfHeaders === 'function' ? api.csrfHeaders() : null;
-  if (!csrf) {
-    // An older api.js without csrfHeaders(): /me hands the token out again.
-    const mine = await api.me();
-    csrf = mine?.csrf_token ? { 'X-CSRF-Token': mine.csrf_token } : {};
-  }
-  let response;
-  try {
-    response = await fetch(CALENDAR_FILE_PATH, {
-      method: 'PUT',
-      credentials: 'same-origin',
-      cache: 'no-store',
-      headers: {
-        Accept: 'application/json',
-        'Content-Type': 'text/calendar',
-        ...csrf,
-      },
-      body: file,
-    });
-  } catch {
-    throw new ApiError({
-      status: 0,
-      code: 'network',
-      message: 'Cannot reach the server. Check your connection and try again.',
-    });
-  }
-  let data = null;
-  if ((response.headers.get('Content-Type') ?? '').includes('application/json')) {
-    try {
-      data = await response.json();
-    } catch {
-      data = null;
-    }
-  }
-  if (response.ok) return data;
-  const error = data && typeof data.error === 'object' && data.error ? data.error : {};
-  throw new ApiError({
-    status: response.status,
-    code: typeof error.code === 'string' ? error.code : 'http_error',
-    message:
-      typeof error.message === 'string' && error.message
-        ? error.message
-        : `The server answered with an error (HTTP ${response.status}). Try again.`,
-    details: error,
-  });
+/** PUT the .ics file as it is (not JSON). */
+function uploadCalendarFile(file) {
+  return api.request('PUT', CALENDAR_FILE_PATH, undefined, { raw: { body: file, type: 'text/calendar' } });
 }
 
 // -- this browser ---------------------------------------------------------------------------
