@@ -28,6 +28,7 @@ from collab.accounts.service import AccountService
 from collab.accounts.throttle import LoginThrottle
 from collab.api.errors import ApiError
 from collab.app import create_app, wall_clock_ms
+from collab.cluster import launcher as cluster_launcher
 from collab.config import Config, ConfigError, add_arguments, config_from_args
 from collab.ops.logs import configure as configure_logging
 from collab.store import Store, migrate, open_store
@@ -62,6 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
         "which wins over the file.",
     )
     commands.add_parser("migrate", parents=[settings], help="apply database migrations")
+    cluster = commands.add_parser(
+        "cluster",
+        help="run Redis, N nodes and a load balancer on this machine (for developers)",
+        description="Start a local cluster: a redis-server (unless --redis-url), N `collab "
+        "serve` nodes on consecutive ports sharing PostgreSQL and a data directory, and a "
+        "small load balancer in front. Ctrl-C stops everything.",
+    )
+    cluster_launcher.add_arguments(cluster)
     admin = commands.add_parser("admin", help="administration from scripts")
     admin_commands = admin.add_subparsers(dest="admin_command", required=True, metavar="ACTION")
     create = admin_commands.add_parser(
@@ -249,6 +258,14 @@ async def _invite(config: Config, args: argparse.Namespace) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "cluster":
+        configure_logging("INFO")
+        try:
+            cluster_launcher.run(args)
+        except cluster_launcher.ClusterError as exc:
+            print(f"collab: {exc}", file=sys.stderr)
+            return 1
+        return 0
     try:
         config = config_from_args(args)
         configure_logging(config.log_level)
