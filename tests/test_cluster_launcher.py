@@ -17,7 +17,9 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 
+from collab.cluster.balancer import Balancer, Upstream
 from tests.servers import free_port
 
 ENV = {
@@ -218,3 +220,100 @@ def test_a_cluster_refuses_sqlite(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "needs PostgreSQL" in result.stderr and "--database-url" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+DOWN: set[str] = set()
+
+
+async def _upstream(node_id: str) -> web.AppRunner:
+    """A stand-in node: echoes what it received, and a socket that echoes then closes."""
+
+    async def echo(request: web.Request) -> web.Response:
+        body = await request.read()
+        return web.json_response(
+            {
+                "node": node_id,
+                "method": request.method,
+                "path_qs": request.path_qs,
+                "cookie": request.headers.get("Cookie"),
+                "forwarded_for": request.headers.get("X-Forwarded-For"),
+                "proto": request.headers.get("X-Forwarded-Proto"),
+                "length": len(body),
+            },
+            headers={"Set-Cookie": "a=1"},
+        )
+
+    async def socket(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for message in ws:
+            if message.type == aiohttp.WSMsgType.BINARY:
+                await ws.send_bytes(message.data[::-1])
+            elif message.data == "bye":
+                await ws.close(code=4001, message=b"bye")
+            else:
+                await ws.send_str(message.data.upper())
+        return ws
+
+    app = web.Application(client_max_size=10 * 1024 * 1024)
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"}, status=503 if node_id in DOWN else 200)
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/ws", socket)
+    app.router.add_route("*", "/{tail:.*}", echo)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    return runner
+
+
+async def test_balancer_passes_requests_and_sockets_through() -> None:
+    runners, upstreams = [], []
+    for node_id in ("a", "b"):
+        runner = await _upstream(node_id)
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        runners.append(runner)
+        upstreams.append(Upstream(node_id, f"http://127.0.0.1:{port}"))
+    balancer = Balancer(upstreams)
+    front = web.AppRunner(balancer.app())
+    await front.setup()
+    port = free_port()
+    await web.TCPSite(front, "127.0.0.1", port).start()
+    try:
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
+            body = b"x" * (3 * 1024 * 1024)
+            answers = []
+            for _ in range(2):
+                response = await http.put(
+                    "/some/path?q=1&r=2", data=body, headers={"Cookie": "session=abc"}
+                )
+                assert response.status == 200
+                assert response.headers["Set-Cookie"] == "a=1"
+                answers.append(await response.json())
+            assert {a["node"] for a in answers} == {"a", "b"}
+            for answer in answers:
+                assert answer["method"] == "PUT" and answer["path_qs"] == "/some/path?q=1&r=2"
+                assert answer["cookie"] == "session=abc" and answer["length"] == len(body)
+                assert answer["forwarded_for"] == "127.0.0.1" and answer["proto"] == "http"
+
+            ws = await http.ws_connect("/ws")
+            await ws.send_str("hello")
+            assert (await ws.receive(timeout=5)).data == "HELLO"
+            await ws.send_bytes(b"\x00\x01\x02")
+            assert (await ws.receive(timeout=5)).data == b"\x02\x01\x00"
+            await ws.send_str("bye")
+            closing = await ws.receive(timeout=5)
+            assert closing.type == aiohttp.WSMsgType.CLOSE
+            assert ws.close_code == 4001
+
+            DOWN.add("a")
+            await balancer.check_health()
+            nodes = {(await (await http.get("/x")).json())["node"] for _ in range(4)}
+            assert nodes == {"b"}
+    finally:
+        DOWN.clear()
+        await front.cleanup()
+        for runner in runners:
+            await runner.cleanup()
