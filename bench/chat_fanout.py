@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import redis
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -208,6 +209,17 @@ class Collab:
         self.redis.start()
         self.cleanup.add("redis", self.redis.stop)
         say(f"redis-server on port {self.redis.port}")
+
+    def redis_publishes(self) -> int:
+        """How many PUBLISH commands the private Redis has run (0 without one)."""
+        if self.redis is None:
+            return 0
+        client = redis.Redis.from_url(self.redis.url)
+        try:
+            stats = client.info("commandstats")
+        finally:
+            client.close()
+        return int(stats.get("cmdstat_publish", {}).get("calls", 0))
 
     def create_admin(self) -> None:
         password_file = self.workdir / "admin-password"
@@ -701,6 +713,7 @@ def fanout(args: argparse.Namespace, workdir: Path, cleanup: Cleanup) -> dict[st
             pids.append(collab.redis.process.pid)
         return pids
 
+    publishes_before = collab.redis_publishes()
     server = run_load(
         "collab",
         clients,
@@ -711,6 +724,7 @@ def fanout(args: argparse.Namespace, workdir: Path, cleanup: Cleanup) -> dict[st
         cleanup,
         extra_pids if collab.db == "postgres" else None,
     )
+    publishes = collab.redis_publishes() - publishes_before
     collab.check_alive()
     collab.stop()
 
@@ -774,6 +788,11 @@ def fanout(args: argparse.Namespace, workdir: Path, cleanup: Cleanup) -> dict[st
     result["server_rss_mb"] = server["rss_mb"]
     if args.nodes > 1:
         result["server_rss_mb_per_node"] = server["rss_mb_per_node"]
+        # Redis PUBLISH calls per chat message (warm-up included): one per event, not
+        # one per recipient. Presence and typing publishes in the window count too.
+        sent = server["messages"] + args.warmup * args.rooms
+        result["redis_publishes"] = publishes
+        result["redis_publishes_per_message"] = round(publishes / sent, 2) if sent else None
     if collab.db == "postgres":
         result["db"] = "postgres"
         result["redis_and_db_cpu_s"] = server["other_cpu_s"]
@@ -910,7 +929,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=100.0, help="messages/s in total")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--warmup", type=int, default=2, help="warm-up messages per room")
-    parser.add_argument("--nodes", type=int, choices=[1, 2], default=1)
+    parser.add_argument("--nodes", type=int, choices=[1, 2, 3], default=1)
     parser.add_argument(
         "--db",
         choices=["sqlite", "postgres"],
