@@ -11,9 +11,10 @@ exactly once, in seq order and without a gap.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ import pytest
 from tests.chat_helpers import Person
 from tests.cluster_clients import PASSWORD, ResumingClient
 from tests.helpers import add_user
-from tests.servers import RedisServer
+from tests.servers import PostgresServer, RedisServer
 from tests.test_cli import Node
 
 CLIENTS = 60
@@ -55,21 +56,21 @@ def _start_nodes(pg_url: str, redis_url: str, data_dir: Path) -> list[Node]:
     return nodes
 
 
-@pytest.fixture
-async def cluster(
-    aiohttp_client: Any, make_app: Any, pg_url: str, redis_server: RedisServer, tmp_path: Path
+@contextlib.asynccontextmanager
+async def _running(
+    aiohttp_client: Any, make_app: Any, pg_url: str, redis_url: str, tmp_path: Path, count: int
 ) -> AsyncIterator[Cluster]:
     # Users and rooms made in-process (fast password hashes); the nodes see them in PostgreSQL.
     setup = await aiohttp_client(
         make_app(database_url=pg_url, data_dir=tmp_path / "setup", login_max_failures=100)
     )
     owner = await Person.create(setup, "owner")
-    names = [f"user{n}" for n in range(CLIENTS)]
+    names = [f"user{n}" for n in range(count)]
     for name in [*names, "lurker0", "lurker1"]:
         await add_user(setup.app, name, password=PASSWORD)
     rooms = []
     for r in range(ROOMS):
-        members = [names[n] for n in range(r, CLIENTS, ROOMS)]
+        members = [names[n] for n in range(r, count, ROOMS)]
         if r == 0:
             members += ["lurker0", "lurker1"]
         rooms.append((await owner.room("channel", f"room{r}", members))["id"])
@@ -77,7 +78,7 @@ async def cluster(
     nodes: list[Node] = []
     clients: list[ResumingClient] = []
     try:
-        nodes = await asyncio.to_thread(_start_nodes, pg_url, redis_server.url, tmp_path / "data")
+        nodes = await asyncio.to_thread(_start_nodes, pg_url, redis_url, tmp_path / "data")
         addresses = [f"http://127.0.0.1:{node.port}" for node in nodes]
         clients = [
             ResumingClient(name, addresses, n % 3, [rooms[n % ROOMS]])
@@ -99,7 +100,19 @@ async def cluster(
         await owner.close()
 
 
-async def _traffic(clients: list[ResumingClient], seconds: float, during: Callable[[], Any]) -> int:
+@pytest.fixture
+async def cluster(
+    aiohttp_client: Any, make_app: Any, pg_url: str, redis_server: RedisServer, tmp_path: Path
+) -> AsyncIterator[Cluster]:
+    async with _running(
+        aiohttp_client, make_app, pg_url, redis_server.url, tmp_path, CLIENTS
+    ) as running:
+        yield running
+
+
+async def _traffic(
+    clients: list[ResumingClient], seconds: float, during: Callable[[], Any], rate: float = RATE
+) -> int:
     """~RATE messages a second from all clients in turn; ``during`` runs at a third of the way."""
     loop = asyncio.get_running_loop()
     start = loop.time()
@@ -111,7 +124,7 @@ async def _traffic(clients: list[ResumingClient], seconds: float, during: Callab
         client = clients[sent % len(clients)]
         client.queue(client.rooms[0])
         sent += 1
-        await asyncio.sleep(max(0.0, start + sent / RATE - loop.time()))
+        await asyncio.sleep(max(0.0, start + sent / rate - loop.time()))
     assert event is not None
     await event
     return sent
@@ -249,3 +262,65 @@ async def test_a_redis_restart_mid_traffic_loses_and_repeats_nothing(
     assert sum(c.recovered for c in cluster.clients) > 0
     # No node died: the clients stayed on their first socket.
     assert all(len(c.nodes) == 1 for c in cluster.clients)
+
+
+@pytest.fixture
+def private_pg() -> Iterator[PostgresServer]:
+    """A PostgreSQL of this test's own, so stopping it disturbs nobody else."""
+    server = PostgresServer.start_temporary()
+    yield server
+    server.stop()
+
+
+async def test_a_database_outage_fails_sends_visibly_and_loses_nothing(
+    aiohttp_client: Any,
+    make_app: Any,
+    private_pg: PostgresServer,
+    redis_server: RedisServer,
+    tmp_path: Path,
+) -> None:
+    pg_url = private_pg.sqlalchemy_url(await private_pg.create_database())
+    ready_during: list[int] = []
+
+    async with _running(aiohttp_client, make_app, pg_url, redis_server.url, tmp_path, 18) as cl:
+
+        async def outage() -> None:
+            await asyncio.to_thread(private_pg.pause)
+            await asyncio.sleep(2.0)  # sends are refused meanwhile, and kept in the outboxes
+            async with aiohttp.ClientSession() as http:
+                for base in cl.addresses:
+                    ready_during.append((await http.get(f"{base}/readyz")).status)
+            await asyncio.to_thread(private_pg.resume)
+
+        sent = await _traffic(cl.clients, 7.0, outage, rate=30)
+        refusals = [code for c in cl.clients for code in c.refusals]
+        assert refusals and set(refusals) == {"unavailable"}
+        assert ready_during == [503, 503, 503]
+        await _check_nothing_lost(cl, sent)
+        async with aiohttp.ClientSession() as http:
+            for base in cl.addresses:
+                assert (await http.get(f"{base}/readyz")).status == 200
+        # The sockets stayed open through the outage: no reconnect was needed.
+        assert all(len(c.nodes) == 1 for c in cl.clients)
+
+
+def test_a_connection_refused_while_postgresql_stops_or_starts_is_an_outage() -> None:
+    """asyncpg's own errors from a new connection (not wrapped by SQLAlchemy) are outages."""
+    from asyncpg.exceptions import AdminShutdownError, CannotConnectNowError
+    from sqlalchemy.exc import DBAPIError
+
+    from collab.api.unavailable import as_unavailable
+
+    for exc in (
+        CannotConnectNowError("the database system is shutting down"),
+        AdminShutdownError("terminating connection due to administrator command"),
+    ):
+        mapped = as_unavailable(exc)
+        assert mapped is not None and mapped.code == "unavailable"
+    # On a connection in use: SQLAlchemy's DBAPIError around the driver's error around asyncpg's.
+    driver_error = Exception("terminating connection due to administrator command")
+    driver_error.__cause__ = AdminShutdownError("terminating connection")
+    wrapped = as_unavailable(DBAPIError("SELECT 1", None, driver_error))
+    assert wrapped is not None and wrapped.code == "unavailable"
+    assert as_unavailable(ValueError("a bug")) is None
+    assert as_unavailable(DBAPIError("SELECT 1", None, ValueError("a bug"))) is None
