@@ -140,6 +140,8 @@ class ResumingClient:
             raise ConnectionError("not connected")
         command_id = f"c{next(_ids)}"
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        # Retrieved even if nobody waits any more (a timed-out command on a closed socket).
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
         self.answers[command_id] = future
         await ws.send_json({"id": command_id, "type": type_, **fields})
         return await asyncio.wait_for(future, 10)
