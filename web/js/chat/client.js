@@ -85,17 +85,8 @@ export class ChatClient extends Emitter {
   async resume(hello) {
     this.serverOffset = hello.server_time - Date.now();
     if (hello.user) this.me = hello.user;
-    const points = [...this.timelines.values()].filter((t) => t.loaded).map((t) => t.point());
     // The first command must be the sync (docs/protocol.md); later batches follow it.
-    const first = points.slice(0, SYNC_BATCH);
-    const answer = await this.request('sync', { rooms: first }, { early: true, timeoutMs: 30000 });
-    this.applySync(answer, true);
-    for (let i = SYNC_BATCH; i < points.length; i += SYNC_BATCH) {
-      this.applySync(
-        await this.request('sync', { rooms: points.slice(i, i + SYNC_BATCH) }, { early: true }),
-        false,
-      );
-    }
+    await this.syncAll({ early: true, firstTimeoutMs: 30000 });
     // Afterwards, not awaited: fill what the sync left out, send what waits.
     window.setTimeout(() => this.afterSync(), 0);
   }
@@ -420,12 +411,21 @@ export class ChatClient extends Emitter {
     }
   }
 
-  async resyncAll() {
+  /**
+   * Sync every loaded room in batches of SYNC_BATCH points; the first answer's
+   * room list replaces ours. `early` lets it run while resuming a new socket.
+   */
+  async syncAll({ early = false, firstTimeoutMs } = {}) {
     const points = [...this.timelines.values()].filter((t) => t.loaded).map((t) => t.point());
+    for (let i = 0; i === 0 || i < points.length; i += SYNC_BATCH) {
+      const options = i === 0 && firstTimeoutMs ? { early, timeoutMs: firstTimeoutMs } : { early };
+      this.applySync(await this.request('sync', { rooms: points.slice(i, i + SYNC_BATCH) }, options), i === 0);
+    }
+  }
+
+  async resyncAll() {
     try {
-      for (let i = 0; i === 0 || i < points.length; i += SYNC_BATCH) {
-        this.applySync(await this.request('sync', { rooms: points.slice(i, i + SYNC_BATCH) }), i === 0);
-      }
+      await this.syncAll();
       this.afterSync();
     } catch {
       // Offline: the reconnect syncs.
