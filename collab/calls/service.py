@@ -242,6 +242,13 @@ class CallService:
                 },
             )
 
+    async def hand_over(self) -> None:
+        """The node is draining: its calls move to other nodes where it can (their
+        clients are told to rejoin there); the rest end properly."""
+        for live in list(self._live.values()):
+            with contextlib.suppress(Exception):
+                await self._end(live, reason="node_stopped")
+
     async def close(self) -> None:
         """The node is stopping: end its calls properly (messages, log, presence)."""
         for live in list(self._live.values()):
