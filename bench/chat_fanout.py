@@ -1,7 +1,8 @@
 """Chat fan-out benchmark: latency, loss and server cost per delivery, against a bare floor.
 
-Starts its own ``collab serve`` node(s) (SQLite for one node; PostgreSQL and a
-private Redis for ``--nodes 2``), creates users and rooms through the public
+Starts its own ``collab serve`` node(s) (SQLite for one node, or PostgreSQL
+with ``--db postgres``; PostgreSQL and a private Redis for ``--nodes 2`` and
+``--nodes 3``, the clients spread over the nodes), creates users and rooms through the public
 API, connects the clients from several worker processes (``loadgen.py``),
 sends ``--rate`` messages/s for ``--seconds`` and measures, at every receiver,
 publish-to-receive latency, loss and duplicates, plus the server's CPU and
@@ -30,6 +31,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -221,6 +223,10 @@ class Collab:
             client.close()
         return int(stats.get("cmdstat_publish", {}).get("calls", 0))
 
+    def tap(self) -> BusTap | None:
+        """A listener on every channel of the private Redis (None without one)."""
+        return BusTap(self.redis.url) if self.redis is not None else None
+
     def create_admin(self) -> None:
         password_file = self.workdir / "admin-password"
         password_file.write_text(PASSWORD + "\n")
@@ -313,6 +319,66 @@ class Collab:
             return [row["pid"] for row in rows]
 
         return asyncio.run(query())
+
+
+class BusTap:
+    """Counts every PUBLISH on the bench's Redis by topic and event type.
+
+    A ``PSUBSCRIBE *`` connection in a thread receives one copy of each publish,
+    whatever its channel and however many nodes listen, so the counts explain
+    ``redis_publishes``: ``room:* chat.message`` is one per chat message,
+    ``presence:*`` one per published presence change, ``user:* notify`` one per
+    notified recipient, and so on.
+    """
+
+    def __init__(self, url: str) -> None:
+        self._client = redis.Redis.from_url(url)
+        self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+        self._pubsub.psubscribe(**{"*": self._on_message})
+        self._thread = self._pubsub.run_in_thread(
+            sleep_time=0.05, daemon=True, exception_handler=self._failed
+        )
+
+    @staticmethod
+    def kind(topic: str, payload: bytes) -> str:
+        """``room:* chat.message``: the topic with its id starred, and the event type."""
+        prefix, colon, _ = topic.partition(":")
+        kind = f"{prefix}:*" if colon else topic
+        try:
+            event = json.loads(payload)
+        except ValueError:
+            return kind
+        if isinstance(event, dict) and isinstance(event.get("type"), str):
+            return f"{kind} {event['type']}"
+        return kind
+
+    def _failed(self, exc: BaseException, pubsub: Any, thread: Any) -> None:
+        say(f"redis tap failed: {exc!r}")
+        thread.stop()
+
+    def _on_message(self, message: dict[str, Any]) -> None:
+        channel = message["channel"]
+        topic = channel.decode() if isinstance(channel, bytes) else str(channel)
+        key = self.kind(topic, message["data"])
+        with self._lock:
+            self._counts[key] = self._counts.get(key, 0) + 1
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+    def close(self) -> None:
+        self._thread.stop()
+        self._thread.join(timeout=5)
+        self._pubsub.close()
+        self._client.close()
+
+
+def count_difference(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    diff = {k: v - before.get(k, 0) for k, v in after.items()}
+    return dict(sorted(((k, v) for k, v in diff.items() if v), key=lambda kv: (-kv[1], kv[0])))
 
 
 # -- set-up through the public API ----------------------------------------------------------
@@ -525,8 +591,12 @@ def run_load(
     args: argparse.Namespace,
     cleanup: Cleanup,
     extra_pids: Callable[[], list[int]] | None = None,
+    mark: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Connect, warm up, send for ``args.seconds``, drain, and measure one target."""
+    """Connect, warm up, send for ``args.seconds``, drain, and measure one target.
+
+    ``mark`` is called with ``"window"`` as the measured window starts and with
+    ``"end"`` when its deliveries have drained."""
     workers = args.workers
     specs: list[dict[str, Any]] = []
     for w in range(workers):
@@ -596,12 +666,16 @@ def run_load(
     for pid in others:
         with contextlib.suppress(OSError):
             other_before[pid] = cpu_seconds(pid)
+    if mark is not None:
+        mark("window")
     window_start = time.monotonic()
     start_ns = time.time_ns() + 300_000_000
     pool.broadcast("go", start_ns, args.seconds, args.rate, len(room_ids))
     sent = pool.gather("sent", timeout=args.seconds + 60, tick=sample)
     want = expected(sent)
     got, worker_cpu = drain(want, 15)
+    if mark is not None:
+        mark("end")
     sample()
     window_s = time.monotonic() - window_start
     cpu_after = {pid: cpu_split(pid) for pid in server_pids}
@@ -713,7 +787,19 @@ def fanout(args: argparse.Namespace, workdir: Path, cleanup: Cleanup) -> dict[st
             pids.append(collab.redis.process.pid)
         return pids
 
-    publishes_before = collab.redis_publishes()
+    tap = collab.tap()
+    if tap is not None:
+        cleanup.add("redis tap", tap.close)
+    publishes: dict[str, int] = {}
+    by_kind: dict[str, dict[str, int]] = {}
+
+    def mark(point: str) -> None:
+        publishes[point] = collab.redis_publishes()
+        if tap is not None:
+            time.sleep(0.2)  # the tap's thread has read what was published so far
+            by_kind[point] = tap.snapshot()
+
+    mark("connect")
     server = run_load(
         "collab",
         clients,
@@ -723,8 +809,8 @@ def fanout(args: argparse.Namespace, workdir: Path, cleanup: Cleanup) -> dict[st
         args,
         cleanup,
         extra_pids if collab.db == "postgres" else None,
+        mark,
     )
-    publishes = collab.redis_publishes() - publishes_before
     collab.check_alive()
     collab.stop()
 
@@ -788,11 +874,21 @@ def fanout(args: argparse.Namespace, workdir: Path, cleanup: Cleanup) -> dict[st
     result["server_rss_mb"] = server["rss_mb"]
     if args.nodes > 1:
         result["server_rss_mb_per_node"] = server["rss_mb_per_node"]
-        # Redis PUBLISH calls per chat message (warm-up included): one per event, not
-        # one per recipient. Presence and typing publishes in the window count too.
-        sent = server["messages"] + args.warmup * args.rooms
-        result["redis_publishes"] = publishes
-        result["redis_publishes_per_message"] = round(publishes / sent, 2) if sent else None
+        # Redis PUBLISH calls in the measured window per chat message acknowledged in
+        # it: one per event, not one per recipient. The breakdown by topic and event
+        # type says what each publish was (presence, typing, notifications...).
+        sent = server["messages"]
+        total = publishes["end"] - publishes["window"]
+        kinds = count_difference(by_kind["end"], by_kind["window"])
+        chat = kinds.get("room:* chat.message", 0)
+        result["redis_publishes"] = total
+        result["redis_publishes_per_message"] = round(total / sent, 2) if sent else None
+        result["redis_chat_publishes_per_message"] = round(chat / sent, 2) if sent else None
+        result["redis_publishes_by_kind"] = kinds
+        # Before the window, while the sockets connected and warmed up: not chat.
+        result["redis_connect_publishes_by_kind"] = count_difference(
+            by_kind["window"], by_kind["connect"]
+        )
     if collab.db == "postgres":
         result["db"] = "postgres"
         result["redis_and_db_cpu_s"] = server["other_cpu_s"]
@@ -920,8 +1016,26 @@ async def open_sockets_metric(base: str) -> int | None:
     return None
 
 
+EXAMPLES = """\
+examples:
+  chat_fanout.py                           1,000 clients, 10 rooms of 100, 100 msg/s, 30 s
+  chat_fanout.py --db postgres             the same on one node with PostgreSQL
+  chat_fanout.py --nodes 3                 three nodes through Redis and PostgreSQL
+  chat_fanout.py --nodes 2 --clients 100 --rooms 2 --room-size 50 --rate 20 --seconds 5
+
+With --nodes 2 or 3 the JSON line also has redis_publishes_per_message (PUBLISH
+calls in the measured window per chat message) and redis_publishes_by_kind (the
+same calls by topic and event type, e.g. "room:* chat.message"), plus
+redis_connect_publishes_by_kind for the connect and warm-up before the window.
+"""
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXAMPLES,
+    )
     parser.add_argument("--mode", choices=["fanout", "idle"], default="fanout")
     parser.add_argument("--clients", type=int, default=1000, help="users, one socket each")
     parser.add_argument("--rooms", type=int, default=10)
@@ -929,12 +1043,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=100.0, help="messages/s in total")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--warmup", type=int, default=2, help="warm-up messages per room")
-    parser.add_argument("--nodes", type=int, choices=[1, 2, 3], default=1)
+    parser.add_argument(
+        "--nodes",
+        type=int,
+        choices=[1, 2, 3],
+        default=1,
+        help="collab node processes; 2 or 3 share PostgreSQL and a private redis-server "
+        "and the clients are spread over them (default 1)",
+    )
     parser.add_argument(
         "--db",
         choices=["sqlite", "postgres"],
         default="sqlite",
-        help="database of a single node (two nodes always use PostgreSQL)",
+        help="database of a single node (several nodes always use PostgreSQL); compare "
+        "--nodes 2/3 with --nodes 1 --db postgres to see what the Redis hop adds",
     )
     parser.add_argument("--sockets", type=int, default=10_000, help="idle mode: sockets")
     parser.add_argument("--workers", type=int, default=4, help="load generator processes")
