@@ -55,6 +55,7 @@ from collab.files.service import FileService
 from collab.media import IceServer as MediaIceServer
 from collab.media import MediaError, MediaServer, MediaSettings
 from collab.ops import http as ops_http
+from collab.ops.drain import DRAIN, Drain
 from collab.ops.metrics import Metrics
 from collab.presence import http as presence_http
 from collab.presence.calendars import CalendarService
@@ -185,6 +186,9 @@ def create_app(
     app[SEARCH] = search
     app[WEBHOOKS] = WebhookService(store, chat, clock, public_url=config.effective_public_url)
     app[FILES] = FileService.from_config(config, store, chat, clock)
+    app[DRAIN] = Drain(
+        sockets, calls.hand_over, drain_time=config.drain_time, node_id=config.effective_node_id
+    )
 
     app.on_response_prepare.append(add_security_headers)
     app.cleanup_ctx.append(_lifecycle(announce_first_run, throttle))

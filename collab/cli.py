@@ -16,7 +16,7 @@ import logging
 import signal
 import ssl
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from aiohttp import web
@@ -30,6 +30,7 @@ from collab.api.errors import ApiError
 from collab.app import create_app, wall_clock_ms
 from collab.cluster import launcher as cluster_launcher
 from collab.config import Config, ConfigError, add_arguments, config_from_args
+from collab.ops.drain import DRAIN, Watchdog
 from collab.ops.logs import configure as configure_logging
 from collab.store import Store, migrate, open_store
 from signaling.bus import LocalBus
@@ -131,21 +132,53 @@ async def _settle_garbage_collector(_app: web.Application) -> None:
     gc.set_threshold(10_000, 20, 20)
 
 
-async def _ignore_further_signals(_app: web.Application) -> None:
-    """A second Ctrl-C (or a SIGTERM from a supervisor and its process group) while
-    shutting down must not cut the clean-up short; the drain time bounds it anyway."""
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+def _ignore_further_signals(watchdog: Watchdog) -> Callable[[web.Application], Awaitable[None]]:
+    async def ignore(_app: web.Application) -> None:
+        """A second Ctrl-C (or a SIGTERM from a supervisor and its process group) while
+        shutting down must not cut the clean-up short; the drain time bounds it anyway."""
+        watchdog.arm()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+                loop.add_signal_handler(sig, log.info, "already shutting down")
+
+    return ignore
+
+
+def _raise_graceful_exit() -> None:
+    raise web.GracefulExit
+
+
+def _drain_on_sigterm(watchdog: Watchdog) -> Callable[[web.Application], Awaitable[None]]:
+    """SIGTERM (a supervisor, a rolling restart) drains the node before the normal
+    shutdown that Ctrl-C starts at once; both end within --drain-time."""
+
+    async def install(app: web.Application) -> None:
+        loop = asyncio.get_running_loop()
+
+        def drain_then_exit(task: asyncio.Task[None]) -> None:
+            loop.call_soon(_raise_graceful_exit)  # as aiohttp's own signal handler does
+
+        def on_sigterm() -> None:
+            watchdog.arm()
+            loop.remove_signal_handler(signal.SIGTERM)
+            loop.add_signal_handler(signal.SIGTERM, log.info, "already draining")
+            app[DRAIN].begin().add_done_callback(drain_then_exit)
+
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.remove_signal_handler(sig)
-            loop.add_signal_handler(sig, log.info, "already shutting down")
+            loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+
+    return install
 
 
 def serve(config: Config) -> None:
     context = _ssl_context(config)
     app = create_app(config)
-    app.on_shutdown.insert(0, _ignore_further_signals)
+    watchdog = Watchdog(config.drain_time)
+    app.on_shutdown.insert(0, _ignore_further_signals(watchdog))
     app.on_startup.append(_settle_garbage_collector)
+    app.on_startup.append(_drain_on_sigterm(watchdog))
     log.info(
         "collab listening on %s (node %s, database %s, bus %s)",
         config.effective_public_url,
@@ -159,7 +192,8 @@ def serve(config: Config) -> None:
             host=config.host,
             port=config.port,
             ssl_context=context,
-            shutdown_timeout=config.shutdown_timeout,
+            # The drain phase takes up to half the drain time; leave a quarter for clean-up.
+            shutdown_timeout=min(config.shutdown_timeout, config.drain_time / 4),
             access_log=None,
             print=None,
         )

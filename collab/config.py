@@ -200,7 +200,16 @@ class Config:
         5, "failed sign-ins per username before back-off starts", _parse_positive_int
     )
     shutdown_timeout: float = _setting(
-        10.0, "seconds to let open requests finish on shutdown", _parse_positive_float
+        10.0,
+        "seconds to let open requests finish on shutdown (at most a quarter of --drain-time)",
+        _parse_positive_float,
+    )
+    drain_time: float = _setting(
+        20.0,
+        "seconds a node stopped with SIGTERM takes at most to move its sockets and calls to "
+        "other nodes and exit",
+        _parse_positive_float,
+        "SECONDS",
     )
     upload_max_mb: int = _setting(
         100, "largest file one upload may be, in MB", _parse_positive_int, "MB"

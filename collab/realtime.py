@@ -8,6 +8,7 @@ from collab.accounts.auth import identity_of
 from collab.accounts.models import Identity, user_detail
 from collab.api.errors import BadRequest, Unavailable
 from collab.appkeys import SOCKETS
+from collab.ops.drain import DRAINING_HEADER
 from signaling.connection import Connection
 
 
@@ -27,7 +28,11 @@ async def websocket(request: web.Request) -> web.StreamResponse:
             code="websocket_required",
         )
     if not sockets.accepting:
-        raise Unavailable("This node is shutting down; reconnect to reach another node.")
+        raise Unavailable(
+            "This node is stopping and takes no new sockets; connect again to reach another node.",
+            code="draining",
+            headers={DRAINING_HEADER: "true"},
+        )
     return await sockets.handle(
         request,
         user_id=identity.user.id,

@@ -12,6 +12,7 @@ usable.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -230,9 +231,23 @@ class SocketServer:
             for callback in callbacks:
                 callback()
 
+    def stop_accepting(self) -> None:
+        """New upgrades are refused from now on (the node is draining or stopping)."""
+        self._closing = True
+
+    async def send_away(self, conn: Connection, frame: bytes, code: int, reason: bytes) -> None:
+        """Send ``frame`` as the socket's last frame, then close it with ``code``.
+
+        Frames still queued for it are dropped, as for any 4000 close: the client
+        reconnects and asks for what it missed with ``sync``."""
+        await conn.stop()
+        with contextlib.suppress(ConnectionResetError, RuntimeError):  # gone: nothing to tell
+            await conn.ws.send_frame(frame, WSMsgType.TEXT)
+        await conn.ws.close(code=code, message=reason)
+
     async def close_all(self) -> None:
         """Tell every client this node is going away, so they reconnect elsewhere."""
-        self._closing = True
+        self.stop_accepting()
         await asyncio.gather(
             *(
                 conn.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")

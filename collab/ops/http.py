@@ -12,13 +12,23 @@ from collab.api.body import json_response
 from collab.api.errors import Forbidden
 from collab.api.public import public
 from collab.appkeys import BUS, CONFIG, METRICS, STORE
+from collab.ops.drain import DRAIN, DRAINING_HEADER
 
 READY_CHECK_TIMEOUT = 2.0
 
 
 @public
 async def healthz(request: web.Request) -> web.Response:
+    if request.app[DRAIN].active:
+        return _draining({"status": "draining"})
     return json_response({"status": "ok"})
+
+
+def _draining(body: dict[str, object]) -> web.Response:
+    """503 while the node drains, marked so a proxy retries the request elsewhere."""
+    response = json_response(body, status=503)
+    response.headers[DRAINING_HEADER] = "true"
+    return response
 
 
 @public
@@ -30,6 +40,8 @@ async def readyz(request: web.Request) -> web.Response:
             checks[name] = "ok"
         except Exception as exc:
             checks[name] = f"unavailable: {type(exc).__name__}"
+    if request.app[DRAIN].active:
+        return _draining({"status": "draining", "checks": checks})
     ready = all(value == "ok" for value in checks.values())
     return json_response(
         {"status": "ready" if ready else "unavailable", "checks": checks},
