@@ -14,7 +14,10 @@ and body are passed on as they come, bodies streamed both ways;
 127.0.0.1 through ``--trusted-proxies``); WebSocket frames are relayed both
 ways, text and binary, and a close code from either side reaches the other.
 Each response names the node that answered in ``X-Collab-Node``, so a
-developer (and the tests) can see the spreading.
+developer (and the tests) can see the spreading. A node that is draining
+(stopped with SIGTERM) answers 503 with ``X-Collab-Draining``: its ``/healthz``
+takes it out of the rotation, and a socket or bodiless request it refuses in
+the meantime is tried on the next node instead of reaching the client.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
+
+from collab.ops.drain import DRAINING_HEADER
 
 log = logging.getLogger("collab.cluster.balancer")
 
@@ -72,6 +77,10 @@ class Upstream:
 
 class NoUpstream(Exception):
     """Every node failed its health check (or refused the connection)."""
+
+
+class Draining(Exception):
+    """The node refused the request because it is draining; nothing of it was used."""
 
 
 class Balancer:
@@ -131,10 +140,12 @@ class Balancer:
                 f"{upstream.url}/healthz", timeout=aiohttp.ClientTimeout(total=HEALTH_TIMEOUT)
             ) as response:
                 healthy = response.status == 200
+                draining = DRAINING_HEADER in response.headers
         except (aiohttp.ClientError, TimeoutError):
-            healthy = False
+            healthy = draining = False
         if healthy != upstream.healthy:
-            log.warning("node %s is %s", upstream.node_id, "back" if healthy else "down")
+            state = "back" if healthy else "draining" if draining else "down"
+            log.warning("node %s is %s", upstream.node_id, state)
         upstream.healthy = healthy
 
     def _candidates(self) -> list[Upstream]:
@@ -168,6 +179,7 @@ class Balancer:
             candidates = self._candidates()
         except NoUpstream:
             return web.Response(status=503, text="no healthy collab node\n")
+        draining = False
         for upstream in candidates:
             try:
                 if websocket:
@@ -177,6 +189,15 @@ class Balancer:
                 # Nothing reached the node (so nothing of the body was used): try the next.
                 upstream.healthy = False
                 log.warning("node %s refused a connection", upstream.node_id)
+            except Draining:
+                # Out of the rotation until its health check says otherwise.
+                upstream.healthy = False
+                draining = True
+        if draining:
+            return web.json_response(
+                {"error": {"code": "draining", "message": "Every collab node is stopping."}},
+                status=503,
+            )
         return web.Response(status=502, text="no collab node answered\n")
 
     async def _http(self, request: web.Request, upstream: Upstream) -> web.StreamResponse:
@@ -188,6 +209,12 @@ class Balancer:
             data=request.content if request.body_exists else None,
             allow_redirects=False,
         ) as answer:
+            if (
+                answer.status == 503
+                and DRAINING_HEADER in answer.headers
+                and not request.body_exists
+            ):
+                raise Draining
             out_headers: CIMultiDict[str] = CIMultiDict(
                 (k, v) for k, v in answer.headers.items() if k.lower() not in HOP_BY_HOP
             )
@@ -217,6 +244,8 @@ class Balancer:
                 max_msg_size=0,
             )
         except aiohttp.WSServerHandshakeError as exc:
+            if exc.status == 503 and exc.headers and DRAINING_HEADER in exc.headers:
+                raise Draining from None
             # The node said no (not signed in, shutting down...): pass its answer on.
             return web.Response(
                 status=exc.status, text=exc.message, headers={NODE_HEADER: upstream.node_id}
