@@ -30,6 +30,7 @@ from collab.appkeys import (
     ACCOUNTS,
     BUS,
     CALENDARS,
+    CALL_NODES,
     CALLS,
     CHAT,
     CLOCK,
@@ -44,7 +45,11 @@ from collab.appkeys import (
     WEBHOOKS,
 )
 from collab.calls import http as calls_http
+from collab.calls.failover import CallFailover, CallNodes
+from collab.calls.placement import RedisPlacement
 from collab.calls.realtime import CallSockets
+from collab.calls.relay import NodeRelay
+from collab.calls.router import CallRouter
 from collab.calls.service import CallService
 from collab.chat import http as chat_http
 from collab.chat.realtime import ChatSockets, install_search
@@ -166,10 +171,22 @@ def create_app(
         turn_secret=config.turn_secret,
         turn_ttl_s=config.turn_ttl,
     )
-    CallSockets(calls, hub).install(sockets)
     media = _media_server(config)
     if media is not None:
         calls.attach_media(media)
+    relay = NodeRelay(bus, config.effective_node_id)
+    calls.ask_node = relay.request
+    if config.redis_url:
+        calls.placement = RedisPlacement(
+            config.redis_url,
+            config.effective_node_id,
+            has_media=media is not None,
+            load=calls.load,
+            held=calls.held_ids,
+            lost=calls.lost,
+        )
+    CallSockets(calls, CallRouter(calls, relay, store), relay, hub).install(sockets)
+    app[CALL_NODES] = CallNodes(relay, CallFailover(calls))
 
     app[CONFIG] = config
     app[CLOCK] = clock
@@ -231,7 +248,10 @@ def _lifecycle(
         await bus.start()
         await app[PRESENCE].start()
         await app[CALENDARS].start()
+        await app[CALL_NODES].relay.start()
+        await app[CALLS].placement.start()
         await app[CALLS].recover()
+        await app[CALL_NODES].failover.start()
         if announce_first_run:
             link = await app[ACCOUNTS].first_run_link()
             if link:
@@ -247,7 +267,10 @@ def _lifecycle(
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
+            await app[CALL_NODES].failover.close()
             await app[CALLS].close()
+            await app[CALLS].placement.close()
+            await app[CALL_NODES].relay.close()
             if app[MEDIA] is not None:
                 await app[MEDIA].close()
             await app[CALENDARS].close()

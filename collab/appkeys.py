@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from collab.accounts.service import AccountService
+    from collab.calls.failover import CallNodes
     from collab.calls.service import CallService
     from collab.chat.service import ChatService
     from collab.config import Config
@@ -38,4 +39,5 @@ WEBHOOKS: web.AppKey[WebhookService] = web.AppKey("webhooks")
 PRESENCE: web.AppKey[PresenceService] = web.AppKey("presence")
 CALENDARS: web.AppKey[CalendarService] = web.AppKey("calendars")
 CALLS: web.AppKey[CallService] = web.AppKey("calls")
+CALL_NODES: web.AppKey[CallNodes] = web.AppKey("call_nodes")
 MEDIA: web.AppKey[MediaServer | None] = web.AppKey("media")

@@ -482,12 +482,27 @@ async def test_the_ring_reaches_a_callee_on_another_node(
     call_id = (await ana_ws.command("call.start", room=dm["id"]))["call"]["call"]
     ring = await bob_ws.next_event("call.ring")
     assert ring["call"] == call_id and ring["caller"]["username"] == "ana"
-    # The call lives on node a: node b says so instead of pretending.
-    elsewhere = await bob_ws.command("call.accept", call=call_id)
-    assert elsewhere["error"]["code"] == "call_elsewhere" and elsewhere["error"]["node"] == "a"
-    assert (await bob_ws.command("call.decline", call=call_id))["error"]["code"] == "call_elsewhere"
-    assert (await ana_ws.command("call.cancel", call=call_id))["ok"]
-    assert (await bob_ws.next_event("call.ring_ended"))["reason"] == "cancelled"
+    # The call lives on one node; bob's commands on node b are carried there.
+    joined = await bob_ws.command("call.accept", call=call_id)
+    assert joined["ok"], joined
+    people = {p["user"]["username"] for p in joined["call"]["participants"]}
+    assert people == {"ana", "bob"}
+    assert (await ana_ws.next_event("call.state"))["call"] == call_id
+    assert (await bob_ws.command("call.leave", call=call_id))["ok"]
+    assert (await ana_ws.command("call.leave", call=call_id))["ok"]
+    ended = await bob_ws.next_event("call.ended")
+    assert ended["call"] == call_id and ended["outcome"] == "completed"
+    # Refusals come back from the call's node with their codes, whichever node asks.
+    again = (await ana_ws.command("call.start", room=dm["id"]))["call"]["call"]
+    await bob_ws.next_event("call.ring")
+    assert (await bob_ws.command("call.cancel", call=again))["error"]["code"] == "forbidden"
+    declined = await bob_ws.command("call.decline", call=again, text="In a meeting")
+    assert declined["ok"], declined
+    assert (await bob_ws.command("call.decline", call=again))["error"]["code"] in (
+        "not_ringing",
+        "call_ended",
+    )
+    assert (await ana_ws.next_event("call.declined"))["text"] == "In a meeting"
     for ws in (ana_ws, bob_ws):
         await ws.close()
     for person in (ana, bob):

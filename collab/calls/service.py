@@ -41,6 +41,7 @@ from collab.calls.models import (
     TrackInfo,
     participant_flags,
 )
+from collab.calls.placement import LocalPlacement, Placement, PlacementUnavailable
 from collab.calls.turn import IceServer, ice_servers
 from collab.chat.models import UserRef
 from collab.chat.service import ChatService, room_topic
@@ -94,11 +95,21 @@ def _names(people: list[UserRef]) -> str:
     return ", ".join(names[:-1]) + " and " + names[-1]
 
 
+def new_participant_id(user_id: int) -> str:
+    """Made by the socket's node before it asks the call's node, so the socket listens
+    to the participant's topic before the media server can say anything on it."""
+    return f"{user_id}.{secrets.token_hex(6)}"
+
+
+# Asks another node to do something for a call: (node, operation, arguments).
+AskNode = Callable[[str, str, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
 @dataclass
 class Participant:
     id: str
     user: UserRef
-    socket: str  # the key of the socket it joined from (on this node)
+    socket: str  # the key of the socket it joined from ("" until someone rejoins a moved call)
     joined_at: int
     tracks: dict[str, TrackInfo] = field(default_factory=dict)
     connected: bool = True
@@ -208,6 +219,8 @@ class CallService:
         self._media: MediaPort | None = None
         if media is not None:
             self.attach_media(media)
+        self.placement: Placement = LocalPlacement(node, True)
+        self.ask_node: AskNode | None = None
 
     def attach_media(self, media: MediaPort) -> None:
         """Plug the media server in and take its callbacks."""
@@ -221,33 +234,183 @@ class CallService:
 
     async def recover(self) -> None:
         """At start-up: calls this node held when it stopped (or crashed) ended with it."""
-        now = self._clock()
-        async with self._store.transaction() as conn:
+        async with self._store.read() as conn:
             stale = await call_sql.ongoing_on_node(conn, self.node)
-            for record in stale:
-                outcome = "completed" if record.answered_at is not None else "missed"
-                await call_sql.end(conn, record.id, now=now, outcome=outcome)
         for record in stale:
             log.warning("call %s ended: its node restarted", record.id)
-            await self._publish(
-                room_topic(record.room_id),
-                {
-                    "type": "call.ended",
-                    "call": record.id,
-                    "room": record.room_id,
-                    "outcome": "completed" if record.answered_at is not None else "missed",
-                    "reason": "node_restarted",
-                    "duration_ms": 0,
-                    "participants": [],
-                },
-            )
+            await self.end_orphaned(record, reason="node_restarted")
+
+    async def end_orphaned(self, record: CallRecord, *, reason: str) -> None:
+        """End a call whose node is gone with its live state: log, room, presence."""
+        now = self._clock()
+        outcome = "completed" if record.answered_at is not None else "missed"
+        async with self._store.transaction() as conn:
+            stints = (await call_sql.stints(conn, [record.id]))[record.id]
+            if not await call_sql.end(conn, record.id, now=now, outcome=outcome):
+                return
+        for user_id in {s.user_id for s in stints if s.left_at is None}:
+            await self._presence.set_in_call(user_id, None)
+        await self._publish(
+            room_topic(record.room_id),
+            {
+                "type": "call.ended",
+                "call": record.id,
+                "room": record.room_id,
+                "outcome": outcome,
+                "reason": reason,
+                "duration_ms": 0,
+                "participants": [],
+            },
+        )
 
     async def hand_over(self) -> None:
-        """The node is draining: its calls move to other nodes where it can (their
-        clients are told to rejoin there); the rest end properly."""
+        """The node is draining: its calls move to the least loaded other node (their
+        clients are told to rejoin there); with no node to take them, they end."""
         for live in list(self._live.values()):
-            with contextlib.suppress(Exception):
-                await self._end(live, reason="node_stopped")
+            try:
+                target = await self.placement.pick(exclude=[self.node])
+            except PlacementUnavailable:
+                target = None
+            try:
+                if target is None or self.ask_node is None:
+                    await self._end(live, reason="node_stopped")
+                elif await self.move(live.record, target):
+                    await self.let_go(live.id)
+            except Exception:
+                log.exception("call %s not handed over", live.id)
+
+    async def move(self, record: CallRecord, target: str) -> bool:
+        """Give the call to the media node ``target``: record it, have it adopt the
+        call, and tell the participants to rejoin there (``call.moved``). False if the
+        call had moved or ended already."""
+        async with self._store.transaction() as conn:
+            if not await call_sql.move(conn, record.id, from_node=record.node, to_node=target):
+                return False
+        with contextlib.suppress(PlacementUnavailable):
+            await self.placement.claim(record.id, target)
+        if target == self.node:
+            await self.adopt(record.id)
+        elif self.ask_node is not None:
+            await self.ask_node(target, "adopt", {"call": record.id})
+        event = {"type": "call.moved", "call": record.id, "room": record.room_id}
+        await self._publish(call_topic(record.id), event)
+        await self._publish(room_topic(record.room_id), event)
+        log.warning("call %s moved from node %s to %s", record.id, record.node, target)
+        return True
+
+    async def adopt(self, call_id: int) -> LiveCall:
+        """Hold a call that was moved here: its people are kept as not connected for
+        the grace period, so the call goes on while they rejoin."""
+        live = self._live.get(call_id)
+        if live is not None:
+            return live
+        async with self._store.read() as conn:
+            record = await call_sql.by_id(conn, call_id)
+            if record is None or record.ended_at is not None or record.node != self.node:
+                raise Conflict("This call has ended.", code="call_ended")
+            room = await room_sql.by_id(conn, record.room_id)
+            stints = [s for s in (await call_sql.stints(conn, [call_id]))[call_id]]
+            people = await user_sql.by_ids(
+                conn, {s.user_id for s in stints} | ({record.started_by} - {None})
+            )
+        live = self._live.get(call_id)  # adopted meanwhile by a concurrent request
+        if live is not None:
+            return live
+        caller = people.get(record.started_by) if record.started_by else None
+        live = LiveCall(
+            record,
+            _ref(caller) if caller else None,
+            room.kind if room else "channel",
+            room.name if room else None,
+            answered_at=record.answered_at,
+        )
+        self._live[call_id] = live
+        loop = asyncio.get_running_loop()
+        for stint in stints:
+            user = people.get(stint.user_id)
+            if user is None:
+                continue
+            live.took_part[user.id] = _ref(user)
+            if stint.left_at is not None or live.of_user(user.id) is not None:
+                continue
+            placeholder = Participant(
+                id=new_participant_id(user.id),
+                user=_ref(user),
+                socket="",
+                joined_at=stint.joined_at,
+                connected=False,
+            )
+            placeholder.grace = loop.call_later(
+                self.rejoin_grace_s,
+                lambda p=placeholder: self.spawn(self._grace_over(live, p)),
+            )
+            live.participants[placeholder.id] = placeholder
+            self._in_call[user.id] = call_id
+        if live.answered_at is None:
+            left = record.started_at / 1000 + self.ring_timeout_s - self._clock() / 1000
+            live.ring_timer = loop.call_later(
+                max(0.0, left), lambda: self.spawn(self._ring_out(live))
+            )
+        with contextlib.suppress(PlacementUnavailable):
+            await self.placement.claim(call_id)
+        if not live.participants and live.answered_at is not None:
+            await self._end(live, reason="left")
+        else:
+            await self._publish_state(live)
+        log.info("call %s adopted with %d people to rejoin", call_id, len(live.participants))
+        return live
+
+    async def let_go(self, call_id: int) -> None:
+        """The call moved to another node: forget it here without ending it (its
+        people are still in it, presence included, and rejoin on the new node)."""
+        live = self._live.pop(call_id, None)
+        if live is None:
+            return
+        live.ended = True
+        for timer in (live.ring_timer, live.speaking_timer):
+            if timer is not None:
+                timer.cancel()
+        for participant in live.participants.values():
+            if participant.grace is not None:
+                participant.grace.cancel()
+            if self._in_call.get(participant.user.id) == call_id:
+                del self._in_call[participant.user.id]
+        if self._media is not None:
+            end_call = getattr(self._media, "end_call", None)
+            if end_call is not None:
+                with contextlib.suppress(Exception):
+                    await end_call(str(call_id))
+
+    def lost(self, call_id: int) -> None:
+        """Another node holds the call's lease: it took the call over."""
+        self.spawn(self.let_go(call_id))
+
+    # -- what other parts ask ---------------------------------------------------------
+
+    def holds(self, call_id: int) -> bool:
+        live = self._live.get(call_id)
+        return live is not None and not live.ended
+
+    def held_ids(self) -> list[int]:
+        return [c for c, live in self._live.items() if not live.ended]
+
+    def load(self) -> float:
+        """The load figure other nodes compare when they place a call: people in calls."""
+        return float(sum(len(live.participants) for live in self._live.values()))
+
+    async def record(self, call_id: int) -> CallRecord | None:
+        async with self._store.read() as conn:
+            return await call_sql.by_id(conn, call_id)
+
+    async def nodes_of_ongoing(self, identity: Identity) -> set[str]:
+        """The nodes holding ongoing calls in the user's rooms."""
+        async with self._store.read() as conn:
+            records = await call_sql.ongoing_for_user(conn, identity.user.id)
+        return {r.node for r in records}
+
+    async def ongoing_elsewhere(self) -> list[CallRecord]:
+        async with self._store.read() as conn:
+            return await call_sql.ongoing_elsewhere(conn, self.node)
 
     async def close(self) -> None:
         """The node is stopping: end its calls properly (messages, log, presence)."""
@@ -265,7 +428,7 @@ class CallService:
         except BusUnavailable:
             log.warning("call event for %s not published: bus unavailable", topic)
 
-    def _spawn(self, coro: Any) -> None:
+    def spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -321,6 +484,8 @@ class CallService:
         if record is None and live is not None:
             return live
         assert record is not None
+        if record.ended_at is None and record.node == self.node:
+            return await self.adopt(call_id)  # moved here, and asked before the adoption
         if record.ended_at is not None or record.node == self.node:
             raise Conflict("This call has ended.", code="call_ended")
         raise Unavailable(
@@ -338,7 +503,12 @@ class CallService:
     # -- starting, ringing, answering ----------------------------------------------
 
     async def start_call(
-        self, identity: Identity, socket: str, room_id: int, video: bool
+        self,
+        identity: Identity,
+        socket: str,
+        room_id: int,
+        video: bool,
+        participant_id: str | None = None,
     ) -> Joined:
         room = await self._chat.require_member(identity, room_id)
         if room.archived_at is not None:
@@ -372,6 +542,10 @@ class CallService:
         caller = _ref(identity.user)
         live = LiveCall(record, caller, room.kind, room.name)
         self._live[record.id] = live
+        try:
+            await self.placement.claim(record.id)
+        except PlacementUnavailable as exc:
+            log.warning("call %s has no lease yet (renewed later): %s", record.id, exc)
         what = "a video call" if video else "a call"
         await self._chat.post_system(
             room_id,
@@ -382,11 +556,11 @@ class CallService:
         await self._leave_other_call(identity, record.id)
         async with live.lock:
             rung = await self._pick_ringing(live, [u for u in invitees.values() if u.active])
-            joined = await self._join_locked(live, identity, socket)
+            joined = await self._join_locked(live, identity, socket, participant_id)
             for ref, quiet in rung:
                 await self._publish(user_topic(ref.id), self._ring_event(live, quiet=quiet))
             live.ring_timer = asyncio.get_running_loop().call_later(
-                self.ring_timeout_s, lambda: self._spawn(self._ring_out(live))
+                self.ring_timeout_s, lambda: self.spawn(self._ring_out(live))
             )
         log.info("call %s started in room %s by %s", record.id, room_id, identity.user.username)
         return joined
@@ -465,7 +639,9 @@ class CallService:
             else:
                 await self._publish_state(live)
 
-    async def join(self, identity: Identity, socket: str, call_id: int) -> Joined:
+    async def join(
+        self, identity: Identity, socket: str, call_id: int, participant_id: str | None = None
+    ) -> Joined:
         """Answer a ringing call or join an ongoing one. Joining from a second socket
         moves the user there; joining while in another call leaves that one first."""
         live = await self._live_call(identity, call_id)
@@ -478,7 +654,7 @@ class CallService:
         async with live.lock:
             if live.ended:
                 raise Conflict("This call has ended.", code="call_ended")
-            joined = await self._join_locked(live, identity, socket)
+            joined = await self._join_locked(live, identity, socket, participant_id)
         return dataclasses.replace(joined, left=left)
 
     async def _leave_other_call(self, identity: Identity, call_id: int) -> int | None:
@@ -495,14 +671,16 @@ class CallService:
             await self._remove(other, previous, reason="moved")
         return other.id
 
-    async def _join_locked(self, live: LiveCall, identity: Identity, socket: str) -> Joined:
+    async def _join_locked(
+        self, live: LiveCall, identity: Identity, socket: str, participant_id: str | None
+    ) -> Joined:
         me = identity.user
         now = self._clock()
         replaced = live.of_user(me.id)
         if replaced is not None:
             await self._drop(live, replaced, reason="replaced")
         participant = Participant(
-            id=f"{live.id}.{me.id}.{secrets.token_hex(4)}",
+            id=participant_id or new_participant_id(me.id),
             user=_ref(me),
             socket=socket,
             joined_at=replaced.joined_at if replaced else now,
@@ -564,6 +742,8 @@ class CallService:
         live.participants.pop(participant.id, None)
         if participant.grace is not None:
             participant.grace.cancel()
+        if not participant.socket:
+            return  # a place kept for someone who had not rejoined a moved call
         if self._media is not None:
             try:
                 await self._media.leave(str(live.id), participant.id)
@@ -598,6 +778,7 @@ class CallService:
         if live.speaking_timer is not None:
             live.speaking_timer.cancel()
         self._live.pop(live.id, None)
+        await self.placement.release(live.id)
         for user_id in list(live.ringing):
             await self._stop_ringing(live, user_id, "ended" if reason != "cancelled" else reason)
             live.missed.setdefault(user_id, live.ringing[user_id])
@@ -680,7 +861,7 @@ class CallService:
                     participant.connected = False
                     participant.grace = asyncio.get_running_loop().call_later(
                         self.rejoin_grace_s,
-                        lambda live=live, p=participant: self._spawn(self._grace_over(live, p)),
+                        lambda live=live, p=participant: self.spawn(self._grace_over(live, p)),
                     )
                     await self._publish_state(live)
 
@@ -799,7 +980,7 @@ class CallService:
         live = self._held(call_id)
         if live is None or participant_id not in live.participants:
             return
-        self._spawn(
+        self.spawn(
             self._publish(
                 peer_topic(participant_id),
                 {
@@ -818,7 +999,7 @@ class CallService:
         if live is None:
             return
         live.media_tracks = tracks
-        self._spawn(self._publish_state(live))
+        self.spawn(self._publish_state(live))
 
     def _media_speaking(self, call_id: str, participant_ids: list[str]) -> None:
         """At most one ``call.speaking`` per call every SPEAKING_MIN_INTERVAL_S, and only
@@ -844,7 +1025,7 @@ class CallService:
         if live.ended:
             return
         live.speaking_sent_at = asyncio.get_running_loop().time()
-        self._spawn(
+        self.spawn(
             self._publish(
                 call_topic(live.id),
                 {"type": "call.speaking", "call": live.id, "participants": list(live.speaking)},
@@ -859,7 +1040,7 @@ class CallService:
         if live is None or participant is None or participant.quality == level:
             return
         participant.quality = level
-        self._spawn(self._publish_state(live))
+        self.spawn(self._publish_state(live))
 
     # -- the call log -------------------------------------------------------------------
 

@@ -81,6 +81,22 @@ async def ongoing_on_node(conn: AsyncConnection, node: str) -> list[CallRecord]:
     return [_call(row) for row in (await conn.execute(query)).all()]
 
 
+async def ongoing_elsewhere(conn: AsyncConnection, node: str) -> list[CallRecord]:
+    """Ongoing calls held by other nodes (the failover watch checks their leases)."""
+    query = calls.select().where(calls.c.node != node, calls.c.ended_at.is_(None))
+    return [_call(row) for row in (await conn.execute(query)).all()]
+
+
+async def move(conn: AsyncConnection, call_id: int, *, from_node: str, to_node: str) -> bool:
+    """Give an ongoing call to another media node; False if it moved or ended already."""
+    result = await conn.execute(
+        calls.update()
+        .where(calls.c.id == call_id, calls.c.node == from_node, calls.c.ended_at.is_(None))
+        .values(node=to_node)
+    )
+    return result.rowcount > 0
+
+
 async def mark_answered(conn: AsyncConnection, call_id: int, now: int) -> None:
     await conn.execute(
         calls.update()

@@ -15,6 +15,7 @@ import { Emitter } from './chat/emitter.js';
 const AUDIO = { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
 const VIDEO = { width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 24 } };
 const SOURCES = ['mic', 'camera', 'screen'];
+const REJOIN_PATIENCE_MS = 30_000;
 
 /** A sentence for a getUserMedia / getDisplayMedia failure, for people. */
 export function deviceProblem(error, what) {
@@ -201,6 +202,10 @@ export class CallSession extends Emitter {
     on('call.ended', (frame) => {
       if (frame.call === this.callId) this.finish(frame.outcome === 'completed' ? 'ended' : frame.outcome, false, frame);
     });
+    // The call's media server went away (stopped or failed) and another took the call over.
+    on('call.moved', (frame) => {
+      if (frame.call === this.callId && !this.ended && this.state !== 'connecting') this.rejoin();
+    });
     this.offs.push(
       this.client.on('state', (state) => {
         if (state === 'online' && this.disconnectedAt !== null) this.rejoin();
@@ -218,12 +223,24 @@ export class CallSession extends Emitter {
     if (this.ended) return;
     this.state = 'connecting';
     this.emit('change');
-    try {
-      const answer = await this.client.request('call.join', { call: this.callId });
-      this.applyJoin(answer);
-      await this.connect();
-    } catch (error) {
-      this.finish(error.code === 'call_not_found' || error.code === 'call_ended' ? 'ended' : 'failed', false);
+    // While the call moves to another server after a failure the answer is 'call_moving'
+    // or 'unavailable': try again for a while before giving up.
+    const giveUpAt = Date.now() + REJOIN_PATIENCE_MS;
+    for (;;) {
+      try {
+        const answer = await this.client.request('call.join', { call: this.callId });
+        this.applyJoin(answer);
+        await this.connect();
+        return;
+      } catch (error) {
+        const transient = error.code === 'call_moving' || error.code === 'unavailable';
+        if (transient && !this.ended && Date.now() < giveUpAt) {
+          await new Promise((resolve) => setTimeout(resolve, 1000));
+          continue;
+        }
+        this.finish(error.code === 'call_not_found' || error.code === 'call_ended' ? 'ended' : 'failed', false);
+        return;
+      }
     }
   }
 
