@@ -25,6 +25,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from collab.api.openapi import load_spec
 from collab.cluster.balancer import NODE_HEADER, Balancer, Upstream
 from collab.ops.drain import DRAIN, DRAINING_HEADER
 from tests import test_cli
@@ -32,6 +33,7 @@ from tests.chat_helpers import Person
 from tests.cluster_clients import PASSWORD, ResumingClient
 from tests.servers import RedisServer, free_port
 from tests.test_cluster_failures import _check_nothing_lost, _running, _traffic
+from tests.test_openapi import Contract
 
 DRAIN_TIME = 8.0
 EXIT_MARGIN = 5.0  # a loaded machine: the signal, the exit, the wait in a thread
@@ -71,6 +73,7 @@ async def test_a_draining_node_refuses_new_sockets_and_moves_open_ones(
         )
         assert answer.status == 503
         assert (await answer.json())["error"]["code"] == "draining"
+        Contract(load_spec()).check("GET", "/ws", 503, answer.headers, await answer.read())
         # REST requests already on their way are still served.
         await ana.call("GET", "/api/v1/me", 200)
         async with asyncio.timeout(10):
