@@ -2,7 +2,8 @@
 // signed in.
 //
 // It reconnects by itself with exponential back-off and jitter (at once after
-// close code 4000, after a short random pause after 1001), answers every
+// close code 4000, which also ends the sockets of a draining node after its
+// `server.draining`; after a short random pause after 1001), answers every
 // command exactly once (a dropped socket fails the commands still waiting with
 // code 'disconnected'), and lets the owner send its `sync` as the first command
 // of every new socket, before anything else goes out, so that nothing is lost
