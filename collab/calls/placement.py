@@ -52,6 +52,10 @@ class Placement(Protocol):
         """The least loaded live media node (None: there is none)."""
         ...
 
+    async def alive(self, nodes: Iterable[str]) -> set[str]:
+        """Those of ``nodes`` whose media load figure is fresh (they are running)."""
+        ...
+
     async def claim(self, call_id: int, node: str | None = None) -> None:
         """Record ``node`` (this one by default) as the call's media node."""
         ...
@@ -84,6 +88,9 @@ class LocalPlacement:
 
     async def pick(self, exclude: Iterable[str] = ()) -> str | None:
         return self._node if self._node not in set(exclude) else None
+
+    async def alive(self, nodes: Iterable[str]) -> set[str]:
+        return set(nodes)
 
     async def claim(self, call_id: int, node: str | None = None) -> None:
         return None
@@ -193,6 +200,16 @@ class RedisPlacement:
             if load is not None and node not in skip
         ]
         return min(live)[1] if live else None
+
+    async def alive(self, nodes: Iterable[str]) -> set[str]:
+        wanted = sorted(set(nodes))
+        if not wanted:
+            return set()
+        try:
+            loads = await self._redis.mget([_load_key(n) for n in wanted])
+        except (RedisError, OSError) as exc:
+            raise PlacementUnavailable(str(exc)) from exc
+        return {n for n, load in zip(wanted, loads, strict=True) if load is not None}
 
     async def claim(self, call_id: int, node: str | None = None) -> None:
         try:

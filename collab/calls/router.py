@@ -11,6 +11,7 @@ Answers are the plain dictionaries the client gets, whichever way they came.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -186,19 +187,25 @@ class CallRouter:
 
     async def calls_for(self, identity: Identity) -> tuple[list[Any], list[dict[str, Any]]]:
         """The ongoing calls of the user's rooms and the rings for them, from every
-        node that holds one (a node that does not answer soon is skipped)."""
+        running node that holds one (one that does not answer at once is skipped)."""
         states, rings = await self._calls.calls_for(identity)
         found: list[Any] = [msgspec.to_builtins(s) for s in states]
-        elsewhere = await self._calls.nodes_of_ongoing(identity)
-        for node in sorted(elsewhere - {self.node}):
-            try:
-                answer = await self._relay.request(
-                    node, "calls_for", {"user": identity.user.id}, timeout_s=2.0
-                )
-            except Unavailable:
-                continue
-            found += answer.get("states", [])
-            rings += answer.get("rings", [])
+        elsewhere = await self._calls.nodes_of_ongoing(identity) - {self.node}
+        try:
+            elsewhere = await self._calls.placement.alive(elsewhere)
+        except PlacementUnavailable:
+            return found, rings
+        answers = await asyncio.gather(
+            *(
+                self._relay.request(node, "calls_for", {"user": identity.user.id}, timeout_s=1.0)
+                for node in sorted(elsewhere)
+            ),
+            return_exceptions=True,
+        )
+        for answer in answers:
+            if isinstance(answer, dict):
+                found += answer.get("states", [])
+                rings += answer.get("rings", [])
         return found, rings
 
     # -- the same commands, asked by other nodes ----------------------------------------

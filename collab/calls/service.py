@@ -292,8 +292,9 @@ class CallService:
             await self.adopt(record.id)
         elif self.ask_node is not None:
             await self.ask_node(target, "adopt", {"call": record.id})
+        # To the room (every participant is a member, and one whose socket was on the
+        # lost node hears it after reconnecting too).
         event = {"type": "call.moved", "call": record.id, "room": record.room_id}
-        await self._publish(call_topic(record.id), event)
         await self._publish(room_topic(record.room_id), event)
         log.warning("call %s moved from node %s to %s", record.id, record.node, target)
         return True
@@ -488,10 +489,11 @@ class CallService:
             return await self.adopt(call_id)  # moved here, and asked before the adoption
         if record.ended_at is not None or record.node == self.node:
             raise Conflict("This call has ended.", code="call_ended")
+        # The caller's node thought the call was here: it moved in between.
         raise Unavailable(
-            "This call is held by another node; reconnect to reach it.",
-            code="call_elsewhere",
-            node=record.node,
+            "The call has just moved to another server; try again in a moment.",
+            code="call_moving",
+            call=call_id,
         )
 
     def _mine(self, live: LiveCall, identity: Identity, socket: str) -> Participant:
