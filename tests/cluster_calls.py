@@ -89,6 +89,9 @@ class CallPeer:
                 getter.cancel()
                 break
             self._on_event(getter.result())
+        for waiting in ws.answers.values():  # commands in flight will get no answer
+            if not waiting.done():
+                waiting.set_exception(ConnectionError("the socket closed"))
         if self.stopping:
             return
         self._note("socket closed")
@@ -137,10 +140,16 @@ class CallPeer:
     async def join(self, call_id: int) -> None:
         self.call_id = call_id
         for _ in range(40):
-            answer = await self.command("call.join", call=call_id)
-            if answer.get("ok"):
-                await self._joined(answer)
-                return
+            try:
+                answer = await self.command("call.join", call=call_id)
+                if answer.get("ok"):
+                    await self._joined(answer)
+                    return
+            except (ConnectionError, TimeoutError, AssertionError) as exc:
+                # The socket closed under the join (its node is going): again on the next.
+                self._note(f"join interrupted: {exc!r}")
+                await asyncio.sleep(0.5)
+                continue
             self._note(f"join refused: {answer['error']['code']}")
             if answer["error"]["code"] not in RETRYABLE:
                 raise AssertionError(f"{self.username} could not join: {answer}")

@@ -189,3 +189,23 @@ async def test_a_call_survives_the_death_of_its_media_node(cluster: Cluster) -> 
     for peer in cluster.peers:
         assert (await peer.command("call.leave", call=call_id))["ok"]
     await _wait_event(cluster.peers[0], "call.ended", timeout=15)
+
+
+async def test_a_stopping_node_hands_its_call_over(cluster: Cluster) -> None:
+    call_id = await _three_way_call(cluster)
+    media_node = await _media_node(cluster, call_id)
+    before = {p.username: p.decoded() for p in cluster.peers}
+    stopping = cluster.nodes[cluster.ids.index(media_node)]
+    await asyncio.to_thread(stopping.send, signal.SIGTERM)
+    try:
+        await _until(lambda: _each_sees_each(cluster.peers, before), 30, "frames after hand-over")
+    except AssertionError:
+        for peer in cluster.peers:
+            print(peer.username, peer.timeline, peer.decoded(), before[peer.username])
+        print(stopping.log)
+        raise
+    assert await asyncio.to_thread(stopping.stop) == 0
+    assert await _media_node(cluster, call_id) != media_node
+    # Moved, not ended: nobody heard call.ended, and the call goes on.
+    assert not any(e["type"] == "call.ended" for p in cluster.peers for e in p.events)
+    assert all(any(e["type"] == "call.moved" for e in p.events) for p in cluster.peers)

@@ -45,7 +45,7 @@ class NodeRelay:
     """This node's end of the node-to-node requests: it sends them, answers the ones
     addressed to it with the handlers registered, and matches answers to waiters."""
 
-    def __init__(self, bus: Bus, node: str, *, timeout_s: float = 10.0) -> None:
+    def __init__(self, bus: Bus, node: str, *, timeout_s: float = 5.0) -> None:
         self._bus = bus
         self.node = node
         self.timeout_s = timeout_s

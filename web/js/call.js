@@ -233,7 +233,8 @@ export class CallSession extends Emitter {
         await this.connect();
         return;
       } catch (error) {
-        const transient = error.code === 'call_moving' || error.code === 'unavailable';
+        // 'disconnected' / 'timeout': the socket went while asking (its node is stopping).
+        const transient = ['call_moving', 'unavailable', 'disconnected', 'offline', 'timeout'].includes(error.code);
         if (transient && !this.ended && Date.now() < giveUpAt) {
           await new Promise((resolve) => setTimeout(resolve, 1000));
           continue;
