@@ -18,6 +18,9 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
@@ -126,8 +129,13 @@ class RedisPlacement:
         lease_s: float = 3.0,
         renew_s: float = 1.0,
     ) -> None:
+        # One retry on a fresh connection: after a Redis restart the pooled one is dead.
         self._redis: aioredis.Redis = aioredis.Redis.from_url(
-            url, socket_connect_timeout=2, socket_timeout=3
+            url,
+            socket_connect_timeout=2,
+            socket_timeout=3,
+            retry=Retry(NoBackoff(), 1),
+            retry_on_error=[RedisConnectionError],
         )
         self._node = node
         self._has_media = has_media
