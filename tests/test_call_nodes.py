@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 from collab.api.errors import ApiError, Conflict, Unavailable
-from collab.appkeys import CALLS
+from collab.appkeys import CALLS, STORE
 from collab.calls.placement import RedisPlacement
 from collab.calls.relay import NodeRelay
+from collab.store import calls as call_sql
 from signaling.bus import LocalBus
 from tests.chat_helpers import Person
 from tests.helpers import add_user
@@ -175,3 +176,22 @@ async def test_a_redis_restart_moves_no_call(
         await ws.close()
     for person in (ana, bob):
         await person.close()
+
+
+async def test_a_single_node_ends_calls_left_under_another_name(client: Any) -> None:
+    """A node id is host:port unless set: after a restart on another port, the calls
+    of the old name must not stay 'ongoing' (blocking new calls in their rooms)."""
+    ana = await Person.create(client, "ana")
+    room = await ana.room("channel", "team", [])
+    store, calls = client.app[STORE], client.app[CALLS]
+    async with store.transaction() as conn:
+        stale = await call_sql.insert(
+            conn, room_id=room["id"], started_by=ana.user_id, video=False, node="host:8081", now=1
+        )
+    await calls.recover()
+    record = await calls.record(stale.id)
+    assert record is not None and record.ended_at is not None and record.outcome == "missed"
+    ws = await ana.socket()
+    assert (await ws.command("call.start", room=room["id"]))["ok"]
+    await ws.close()
+    await ana.close()

@@ -51,6 +51,10 @@ class Placement(Protocol):
 
     async def close(self) -> None: ...
 
+    async def withdraw(self) -> None:
+        """This node takes no new calls any more (it is draining)."""
+        ...
+
     async def pick(self, exclude: Iterable[str] = ()) -> str | None:
         """The least loaded live media node (None: there is none)."""
         ...
@@ -89,8 +93,11 @@ class LocalPlacement:
     async def close(self) -> None:
         return None
 
+    async def withdraw(self) -> None:
+        self._has_media = False
+
     async def pick(self, exclude: Iterable[str] = ()) -> str | None:
-        return self._node if self._node not in set(exclude) else None
+        return self._node if self._has_media and self._node not in set(exclude) else None
 
     async def alive(self, nodes: Iterable[str]) -> set[str]:
         return set(nodes)
@@ -163,6 +170,11 @@ class RedisPlacement:
         with contextlib.suppress(RedisError, OSError):
             await self._redis.delete(_load_key(self._node))
         await self._redis.aclose()
+
+    async def withdraw(self) -> None:
+        self._has_media = False
+        with contextlib.suppress(RedisError, OSError):
+            await self._redis.delete(_load_key(self._node))
 
     async def _renew_forever(self) -> None:
         while True:

@@ -233,9 +233,13 @@ class CallService:
     # -- lifecycle -------------------------------------------------------------------
 
     async def recover(self) -> None:
-        """At start-up: calls this node held when it stopped (or crashed) ended with it."""
+        """At start-up: calls this node held when it stopped (or crashed) ended with it.
+        A single node ends every ongoing call: any other node named in the log was this
+        one under another name (a node id is host:port unless set)."""
         async with self._store.read() as conn:
             stale = await call_sql.ongoing_on_node(conn, self.node)
+            if isinstance(self.placement, LocalPlacement):
+                stale += await call_sql.ongoing_elsewhere(conn, self.node)
         for record in stale:
             log.warning("call %s ended: its node restarted", record.id)
             await self.end_orphaned(record, reason="node_restarted")
@@ -266,6 +270,7 @@ class CallService:
     async def hand_over(self) -> None:
         """The node is draining: its calls move to the least loaded other node (their
         clients are told to rejoin there); with no node to take them, they end."""
+        await self.placement.withdraw()
         for live in list(self._live.values()):
             try:
                 target = await self.placement.pick(exclude=[self.node])
