@@ -189,8 +189,10 @@ async def _presence(base: str, http: aiohttp.ClientSession, username: str) -> st
 async def test_a_node_killed_mid_traffic_loses_and_repeats_nothing(cluster: Cluster) -> None:
     victim, survivor = cluster.nodes[0], cluster.addresses[1]
     victim_id = "node-0"
-    on_victim = [c for c in cluster.clients if c.nodes == [victim_id]]
-    assert len(on_victim) == sum(1 for n in range(CLIENTS) if n // ROOMS % 3 == 0)
+    # The clients on the victim now (on a loaded machine a socket may have been
+    # replaced during set-up, so not only those that started there).
+    on_victim = [c for c in cluster.clients if c.nodes and c.nodes[-1] == victim_id]
+    assert on_victim, [c.nodes for c in cluster.clients]
 
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as watcher:
         # Two users with a plain socket on the victim only, which will not reconnect.
