@@ -1,11 +1,14 @@
 """The rules of calls: ringing, who is in a call, and when a call ends.
 
 A room holds at most one call at a time (a partial unique index in the
-database says so, whichever node asks). A call lives on the node where it
-was started: its live state (who is ringing, who is in it, their tracks) is
-kept in memory there, next to the media server that carries its audio and
-video. The call log, the stints of each participant and the system messages
-in the room's history are stored, so they outlive the node.
+database says so, whichever node asks). A call lives on its media node
+(chosen by the router when it starts; see ``router`` and ``placement``): its
+live state (who is ringing, who is in it, their tracks) is kept in memory
+there, next to the media server that carries its audio and video, and the
+commands of sockets on other nodes are carried to it. The call log, the
+stints of each participant and the system messages in the room's history are
+stored, so they outlive the node; a call whose node stops or dies moves to
+another node, which adopts it from the stored stints (``move``, ``adopt``).
 
 Everything other people must see goes through the bus, even on one node:
 ``call.ring`` and ``call.ring_ended`` to each invitee's user topic (every
