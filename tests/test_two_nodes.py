@@ -130,3 +130,53 @@ async def test_after_a_redis_restart_clients_are_told_to_sync(
     await bob_ws.close()
     await ana.close()
     await bob.close()
+
+
+async def test_files_search_and_notifications_work_across_nodes(
+    aiohttp_client: Any, make_app: Any, pg_url: str, redis_server: RedisServer, tmp_path: Any
+) -> None:
+    """Two nodes share PostgreSQL, Redis and one data directory (uploads), as a
+    cluster must: what is uploaded, said or mentioned on one is there on the other."""
+    from tests.chat_helpers import Person
+    from tests.test_files import fetch, upload
+
+    shared = tmp_path / "shared"
+    node_a, node_b = [
+        await aiohttp_client(
+            make_app(database_url=pg_url, redis_url=redis_server.url, data_dir=shared, node_id=n)
+        )
+        for n in ("a", "b")
+    ]
+    ana = await Person.create(node_a, "ana")
+    bob = Person(node_b, "bob")
+    bob.user_id = (await add_user(node_b.app, "bob")).id
+    await bob.sign_in()
+    room = await ana.room("channel", "across", ["bob"])
+    bob_ws = await bob.socket()
+    await bob_ws.command("ping")
+
+    data = bytes(range(256)) * 40
+    stored = (await upload(ana, room["id"], data, "report.bin"))["file"]
+    ana_ws = await ana.socket()
+    sent = await ana_ws.command(
+        "chat.send", room=room["id"], body="@bob the quarterly figures", files=[stored["id"]]
+    )
+    assert sent["ok"], sent
+    # The mention notifies bob on his node, and the file downloads there byte for byte.
+    seen: dict[str, dict[str, Any]] = {}
+    while len(seen) < 2:
+        event = await bob_ws.next_event()
+        if event["type"] in ("notify", "chat.message"):
+            seen[event["type"]] = event
+    notice, message = seen["notify"], seen["chat.message"]
+    assert (notice["reason"], notice["message"]) == ("mention", sent["message"]["id"])
+    url = message["files"][0]["url"]
+    status, body, _ = await fetch(bob, str(node_b.make_url(url)))
+    assert status == 200 and body == data
+    # Searching on node b finds what was said on node a.
+    found = await bob.call("GET", "/api/v1/search", 200, params={"q": "quarterly"})
+    assert [hit["message"]["id"] for hit in found["results"]] == [sent["message"]["id"]]
+    for ws in (ana_ws, bob_ws):
+        await ws.close()
+    for person in (ana, bob):
+        await person.close()
