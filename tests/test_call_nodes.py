@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from collab.api.errors import ApiError, Conflict, Unavailable
-from collab.appkeys import CALLS, STORE
+from collab.appkeys import CALLS, PRESENCE, STORE
 from collab.calls.placement import RedisPlacement
 from collab.calls.relay import NodeRelay
 from collab.store import calls as call_sql
@@ -195,3 +195,50 @@ async def test_a_single_node_ends_calls_left_under_another_name(client: Any) -> 
     assert (await ws.command("call.start", room=room["id"]))["ok"]
     await ws.close()
     await ana.close()
+
+
+async def test_joining_a_call_on_another_node_leaves_the_first(
+    aiohttp_client: Any, make_app: Any, pg_url: str, redis_server: RedisServer, tmp_path: Any
+) -> None:
+    """One call per person across the cluster too: the new call's node asks the old
+    call's node to let the person go."""
+    nodes = [
+        await aiohttp_client(
+            make_app(
+                database_url=pg_url, redis_url=redis_server.url, data_dir=tmp_path / n, node_id=n
+            )
+        )
+        for n in ("a", "b")
+    ]
+    ana = await Person.create(nodes[0], "ana")
+    bob = Person(nodes[1], "bob")
+    bob.user_id = (await add_user(nodes[1].app, "bob")).id
+    await bob.sign_in()
+    team = await ana.room("channel", "team", ["bob"])
+    later = await ana.room("channel", "later", ["bob"])
+    ana_ws, bob_ws = await ana.socket(), await bob.socket()
+    await bob_ws.command("ping")
+    first = (await ana_ws.command("call.start", room=team["id"]))["call"]["call"]
+    assert (await bob_ws.command("call.join", call=first))["ok"]
+    first_node = next(n for n in nodes if n.app[CALLS].holds(first))
+    # The second call goes to the other node (the less loaded one).
+    started = await ana_ws.command("call.start", room=later["id"])
+    assert started["ok"], started
+    second = started["call"]["call"]
+    assert not first_node.app[CALLS].holds(second)
+    assert started["left"] == first
+    left = await ana_ws.next_event("call.left")
+    assert (left["call"], left["reason"]) == (first, "moved")
+    # Bob is still in the first call, alone now; ana is in the second.
+    def people(state: dict[str, Any]) -> list[str]:
+        return [p["user"]["username"] for p in state["participants"]]
+
+    state = await bob_ws.next_event("call.state")
+    while state["call"] != first or people(state) != ["bob"]:
+        assert state["call"] != first or "ana" in people(state), state
+        state = await bob_ws.next_event("call.state")
+    assert await nodes[0].app[PRESENCE].call_of(ana.user_id) == str(second)
+    for ws in (ana_ws, bob_ws):
+        await ws.close()
+    for person in (ana, bob):
+        await person.close()

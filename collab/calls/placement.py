@@ -55,6 +55,10 @@ class Placement(Protocol):
         """This node takes no new calls any more (it is draining)."""
         ...
 
+    async def report_load(self) -> None:
+        """Publish the load figure now (it changed), not only at the next renewal."""
+        ...
+
     async def pick(self, exclude: Iterable[str] = ()) -> str | None:
         """The least loaded live media node (None: there is none)."""
         ...
@@ -95,6 +99,9 @@ class LocalPlacement:
 
     async def withdraw(self) -> None:
         self._has_media = False
+
+    async def report_load(self) -> None:
+        return None
 
     async def pick(self, exclude: Iterable[str] = ()) -> str | None:
         return self._node if self._has_media and self._node not in set(exclude) else None
@@ -175,6 +182,12 @@ class RedisPlacement:
         self._has_media = False
         with contextlib.suppress(RedisError, OSError):
             await self._redis.delete(_load_key(self._node))
+
+    async def report_load(self) -> None:
+        if not self._has_media:
+            return
+        with contextlib.suppress(RedisError, OSError):
+            await self._redis.set(_load_key(self._node), str(self._load()), px=self._lease_ms)
 
     async def _renew_forever(self) -> None:
         while True:

@@ -69,6 +69,7 @@ class CallRouter:
             ("socket_closed", self._remote_socket_closed),
             ("calls_for", self._remote_calls_for),
             ("adopt", self._remote_adopt),
+            ("leave_user", self._remote_leave_user),
         ):
             relay.handle(op, handler)
 
@@ -269,3 +270,6 @@ class CallRouter:
 
     async def _remote_adopt(self, args: dict[str, Any]) -> None:
         await self._calls.adopt(int(args["call"]))
+
+    async def _remote_leave_user(self, args: dict[str, Any]) -> None:
+        await self._calls.remove_user(int(args["call"]), int(args["user"]), reason="moved")

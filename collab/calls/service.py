@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+from redis.exceptions import RedisError
 from sqlalchemy.exc import IntegrityError
 
 from collab.accounts.models import Identity
@@ -175,9 +176,6 @@ class Joined:
     left: int | None  # the call the user was in before and left to join this one
 
 
-# Called when a socket becomes a participant, before the media server hears of it,
-# so the socket layer listens to the call's topics: (socket key, call id, participant id).
-JoinedHook = Callable[[str, int, str], Awaitable[None]]
 # Called when a participant stops being one, so the socket layer stops listening
 # for it: (socket key, call id, participant id, reason: left, replaced, moved,
 # disconnected, ended).
@@ -217,7 +215,6 @@ class CallService:
         self._live: dict[int, LiveCall] = {}
         self._in_call: dict[int, int] = {}  # user id → the call they are in on this node
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.on_joined: list[JoinedHook] = []
         self.on_gone: list[GoneHook] = []
         self._media: MediaPort | None = None
         if media is not None:
@@ -563,7 +560,7 @@ class CallService:
             f"{identity.user.display_name} started {what}",
             {"event": "call_started", "call": record.id, "video": video},
         )
-        await self._leave_other_call(identity, record.id)
+        left = await self._leave_other_call(identity, record.id)
         async with live.lock:
             rung = await self._pick_ringing(live, [u for u in invitees.values() if u.active])
             joined = await self._join_locked(live, identity, socket, participant_id)
@@ -573,7 +570,7 @@ class CallService:
                 self.ring_timeout_s, lambda: self.spawn(self._ring_out(live))
             )
         log.info("call %s started in room %s by %s", record.id, room_id, identity.user.username)
-        return joined
+        return dataclasses.replace(joined, left=left)
 
     async def _pick_ringing(
         self, live: LiveCall, invitees: list[Any]
@@ -672,7 +669,9 @@ class CallService:
         new call's lock, so two people crossing calls cannot wait on each other)."""
         other_id = self._in_call.get(identity.user.id)
         other = self._live.get(other_id) if other_id is not None else None
-        if other is None or other_id == call_id:
+        if other is None:
+            return await self._leave_call_elsewhere(identity.user.id, call_id)
+        if other_id == call_id:
             return None
         async with other.lock:
             previous = other.of_user(identity.user.id)
@@ -680,6 +679,36 @@ class CallService:
                 return None
             await self._remove(other, previous, reason="moved")
         return other.id
+
+    async def _leave_call_elsewhere(self, user_id: int, call_id: int) -> int | None:
+        """The user's other call is held by another node: ask it to let the user go."""
+        try:
+            other = await self._presence.call_of(user_id)
+            other_id = int(other) if other else None
+        except (ValueError, RedisError, OSError) as exc:
+            log.warning("could not tell which call user %s is in: %s", user_id, exc)
+            return None
+        if other_id is None or other_id == call_id or self.ask_node is None:
+            return None
+        record = await self.record(other_id)
+        if record is None or record.ended_at is not None or record.node == self.node:
+            return None
+        try:
+            await self.ask_node(record.node, "leave_user", {"user": user_id, "call": other_id})
+        except CommandError as exc:
+            log.warning("user %s not taken out of call %s: %s", user_id, other_id, exc)
+            return None
+        return other_id
+
+    async def remove_user(self, call_id: int, user_id: int, *, reason: str) -> None:
+        """Take a user out of a call held here (they joined another call elsewhere)."""
+        live = self._live.get(call_id)
+        if live is None:
+            return
+        async with live.lock:
+            participant = live.of_user(user_id)
+            if participant is not None and not live.ended:
+                await self._remove(live, participant, reason=reason)
 
     async def _join_locked(
         self, live: LiveCall, identity: Identity, socket: str, participant_id: str | None
@@ -710,8 +739,7 @@ class CallService:
             del live.ringing[me.id]
             await self._stop_ringing(live, me.id, "answered")
         await self._presence.set_in_call(me.id, str(live.id))
-        for hook in self.on_joined:
-            await hook(socket, live.id, participant.id)
+        await self.placement.report_load()
         media = False
         if self._media is not None:
             try:
@@ -772,6 +800,7 @@ class CallService:
             await self._presence.set_in_call(user_id, None)
         async with self._store.transaction() as conn:
             await call_sql.leave(conn, live.id, user_id, self._clock())
+        await self.placement.report_load()
         if not live.participants:
             unanswered = live.answered_at is None
             await self._end(live, reason="cancelled" if unanswered else "left")

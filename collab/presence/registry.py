@@ -34,6 +34,7 @@ class Registry(Protocol):
     async def remove(self, user_id: int, conn_key: str, now: int) -> None: ...
     async def states(self, user_ids: list[int]) -> dict[int, UserState]: ...
     async def set_call(self, user_id: int, call_id: str | None) -> None: ...
+    async def call_of(self, user_id: int) -> str | None: ...
     async def swap_published(self, user_id: int, encoded: bytes) -> bool: ...
     async def heartbeat(self) -> None: ...
     async def reap(self) -> list[int]: ...
@@ -78,6 +79,9 @@ class LocalRegistry:
             self._calls.pop(user_id, None)
         else:
             self._calls[user_id] = call_id
+
+    async def call_of(self, user_id: int) -> str | None:
+        return self._calls.get(user_id)
 
     async def swap_published(self, user_id: int, encoded: bytes) -> bool:
         if self._published.get(user_id) == encoded:
@@ -157,6 +161,10 @@ class RedisRegistry:
             await self._redis.delete(f"presence:call:{user_id}")
         else:
             await self._redis.set(f"presence:call:{user_id}", call_id)
+
+    async def call_of(self, user_id: int) -> str | None:
+        call = await self._redis.get(f"presence:call:{user_id}")
+        return call.decode() if call is not None else None
 
     async def swap_published(self, user_id: int, encoded: bytes) -> bool:
         previous = await self._redis.getset(f"presence:published:{user_id}", encoded)

@@ -166,6 +166,10 @@ class PresenceService:
         await self._registry.set_call(user_id, call_id)
         self.mark(user_id)
 
+    async def call_of(self, user_id: int) -> str | None:
+        """The call the user is in now, on any node (None: none)."""
+        return await self._registry.call_of(user_id)
+
     async def in_call(self, user_ids: list[int]) -> set[int]:
         """Which of these users are in a call now, on any node (calls ring them quietly)."""
         states = await self._registry.states(user_ids)
