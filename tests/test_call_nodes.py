@@ -229,6 +229,7 @@ async def test_joining_a_call_on_another_node_leaves_the_first(
     assert started["left"] == first
     left = await ana_ws.next_event("call.left")
     assert (left["call"], left["reason"]) == (first, "moved")
+
     # Bob is still in the first call, alone now; ana is in the second.
     def people(state: dict[str, Any]) -> list[str]:
         return [p["user"]["username"] for p in state["participants"]]
