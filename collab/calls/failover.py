@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from typing import NamedTuple
 
+from sqlalchemy.exc import DBAPIError
+
 from collab.calls.placement import PlacementUnavailable
 from collab.calls.relay import NodeRelay
 from collab.calls.service import CallService
@@ -55,8 +57,8 @@ class CallFailover:
             await asyncio.sleep(self._check_s)
             try:
                 await self.check()
-            except PlacementUnavailable as exc:
-                self._missing.clear()  # nothing can be told while Redis is away
+            except (PlacementUnavailable, DBAPIError, OSError) as exc:
+                self._missing.clear()  # nothing can be told while Redis or the database is away
                 log.warning("call leases not checked: %s", exc)
             except Exception:
                 log.exception("call leases not checked")
