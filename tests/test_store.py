@@ -234,3 +234,43 @@ async def test_throttle_counts_atomically_and_forgets(store: Store) -> None:
         [record] = await throttle_sql.get_many(conn, ["user:ana", "user:nobody"])
         assert record.failures == 0 and record.blocked_until == NOW + 9000
         assert await throttle_sql.delete_stale(conn, before=NOW + 10_000) == 1
+
+
+async def test_postgres_pings_only_connections_left_idle(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection used a moment ago goes straight back to work; one idle for longer
+    than PING_AFTER_IDLE_S is pinged first, and a dead one is replaced, not handed out."""
+    from collab.store import engine as engine_module
+
+    store = open_store(pg_url)
+    pings = 0
+    real_ping = store.engine.dialect.do_ping
+
+    def counting_ping(dbapi_connection: object) -> bool:
+        nonlocal pings
+        pings += 1
+        return bool(real_ping(dbapi_connection))
+
+    monkeypatch.setattr(store.engine.dialect, "do_ping", counting_ping)
+    try:
+        async with store.read() as conn:
+            first_pid = (await conn.execute(sa.text("SELECT pg_backend_pid()"))).scalar_one()
+        async with store.read() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+        assert pings == 0  # fresh, then busy a moment ago: no ping
+
+        # The server ends the pooled connection while it sits idle.
+        monkeypatch.setattr(engine_module, "PING_AFTER_IDLE_S", 0.0)
+        admin = open_store(pg_url)
+        try:
+            async with admin.read() as conn:
+                await conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": first_pid})
+        finally:
+            await admin.close()
+        async with store.read() as conn:
+            pid = (await conn.execute(sa.text("SELECT pg_backend_pid()"))).scalar_one()
+        assert pings >= 1
+        assert pid != first_pid
+    finally:
+        await store.close()

@@ -7,22 +7,34 @@ ourselves (the driver's own transaction handling breaks SAVEPOINTs), and a
 write transaction starts with ``BEGIN IMMEDIATE``: it takes the write lock
 up front, so two writers queue on the busy timeout instead of one failing
 with "database is locked" when both try to upgrade a read lock.
+
+PostgreSQL connections are checked before use only when they have sat idle
+in the pool for ``PING_AFTER_IDLE_S``: a connection that served a request a
+moment ago is alive, and asyncpg's ping costs three round trips (BEGIN, an
+empty query, ROLLBACK), which on the chat send path (two checkouts per
+message) was almost half of the database work. A connection that dies while
+busy (PostgreSQL restarted under traffic) fails that one request with
+``unavailable`` and invalidates the pool, as it would have with a ping.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import event
+from sqlalchemy import event, exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+# A pooled PostgreSQL connection idle for longer than this is pinged before use.
+PING_AFTER_IDLE_S = 1.0
+_IDLE_SINCE = "collab_idle_since"
 
 
 class Store:
@@ -85,7 +97,33 @@ def create_engine(url: str) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
         event.listen(engine.sync_engine, "begin", _on_sqlite_begin)
         return engine
-    return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    engine = create_async_engine(url, pool_size=10, max_overflow=10)
+    _ping_when_idle(engine)
+    return engine
+
+
+def _ping_when_idle(engine: AsyncEngine) -> None:
+    """``pool_pre_ping``, but only for connections idle for ``PING_AFTER_IDLE_S`` or more
+    (a fresh connection is never pinged). A failed ping invalidates the whole pool, as
+    ``pool_pre_ping`` does, and the checkout goes on with a new connection."""
+    dialect = engine.dialect
+
+    def checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    def checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.pop(_IDLE_SINCE, None)
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_S:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as err:
+            if dialect.is_disconnect(err, dbapi_connection, None):
+                raise exc.InvalidatePoolError() from err
+            raise
+
+    event.listen(engine.sync_engine, "checkin", checked_in)
+    event.listen(engine.sync_engine, "checkout", checked_out)
 
 
 def open_store(url: str) -> Store:
