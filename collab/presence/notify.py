@@ -41,8 +41,13 @@ class Notifier:
     async def message_sent(self, view: MessageView, room: RoomRecord) -> None:
         if view.kind == "system":
             return
+        # A plain message in a channel (no mention, no @room) notifies only the members
+        # who set the room to "all": read just those, not every member of the room.
+        everyone_counts = room.kind in ("dm", "group") or view.mentions_room or bool(view.mentions)
         async with self._store.read() as conn:
-            levels = await room_sql.notify_levels(conn, room.id)
+            levels = await room_sql.notify_levels(
+                conn, room.id, only=None if everyone_counts else "all"
+            )
         sender_id = view.sender.id if view.sender else None
         reasons: dict[int, str] = {}
         for user_id, level in levels.items():

@@ -100,18 +100,24 @@ async def update(conn: AsyncConnection, room_id: int, **fields: Any) -> RoomReco
     return _room(result.one())
 
 
+# The statements of every chat send are built once, with bound parameters: SQLAlchemy
+# then computes each one's cache key once, not on every message (building a select
+# and its cache key cost more CPU than asyncpg running it).
+_NEXT_SEQ = (
+    rooms.update()
+    .where(rooms.c.id == sa.bindparam("b_room"))
+    .values(last_seq=rooms.c.last_seq + 1)
+    .returning(rooms.c.last_seq)
+)
+
+
 async def next_seq(conn: AsyncConnection, room_id: int) -> int:
     """Take the room's next sequence number inside the caller's transaction.
 
     The row lock (PostgreSQL) or the write lock (SQLite) makes concurrent
     senders take turns, and a rollback gives the number back: no gaps.
     """
-    result = await conn.execute(
-        rooms.update()
-        .where(rooms.c.id == room_id)
-        .values(last_seq=rooms.c.last_seq + 1)
-        .returning(rooms.c.last_seq)
-    )
+    result = await conn.execute(_NEXT_SEQ, {"b_room": room_id})
     return int(result.scalar_one())
 
 
@@ -276,12 +282,22 @@ async def public_channels(
     return result
 
 
-async def notify_levels(conn: AsyncConnection, room_id: int) -> dict[int, str]:
-    """Each member's notification level for the room: default, all, mentions or mute."""
-    query = sa.select(room_members.c.user_id, room_members.c.notify).where(
-        room_members.c.room_id == room_id
-    )
-    return {int(u): str(level) for u, level in (await conn.execute(query)).all()}
+async def notify_levels(
+    conn: AsyncConnection, room_id: int, *, only: str | None = None
+) -> dict[int, str]:
+    """Each member's notification level for the room: default, all, mentions or mute.
+    With ``only``, just the members at that level (usually a handful, not the room)."""
+    if only is None:
+        result = await conn.execute(_NOTIFY_LEVELS, {"b_room": room_id})
+    else:
+        result = await conn.execute(_NOTIFY_LEVELS_AT, {"b_room": room_id, "b_level": only})
+    return {int(u): str(level) for u, level in result.all()}
+
+
+_NOTIFY_LEVELS = sa.select(room_members.c.user_id, room_members.c.notify).where(
+    room_members.c.room_id == sa.bindparam("b_room")
+)
+_NOTIFY_LEVELS_AT = _NOTIFY_LEVELS.where(room_members.c.notify == sa.bindparam("b_level"))
 
 
 async def set_notify(conn: AsyncConnection, room_id: int, user_id: int, level: str) -> None:
@@ -292,21 +308,26 @@ async def set_notify(conn: AsyncConnection, room_id: int, user_id: int, level: s
     )
 
 
+_WITH_MEMBER = (
+    sa.select(rooms, *[c.label(f"m_{c.name}") for c in room_members.c])
+    .select_from(
+        rooms.outerjoin(
+            room_members,
+            sa.and_(
+                room_members.c.room_id == rooms.c.id,
+                room_members.c.user_id == sa.bindparam("b_user"),
+            ),
+        )
+    )
+    .where(rooms.c.id == sa.bindparam("b_room"))
+)
+
+
 async def with_member(
     conn: AsyncConnection, room_id: int, user_id: int
 ) -> tuple[RoomRecord | None, MemberRecord | None]:
     """A room and the user's membership of it, in one query (the hot path of every send)."""
-    query = (
-        sa.select(rooms, *[c.label(f"m_{c.name}") for c in room_members.c])
-        .select_from(
-            rooms.outerjoin(
-                room_members,
-                sa.and_(room_members.c.room_id == rooms.c.id, room_members.c.user_id == user_id),
-            )
-        )
-        .where(rooms.c.id == room_id)
-    )
-    row = (await conn.execute(query)).first()
+    row = (await conn.execute(_WITH_MEMBER, {"b_room": room_id, "b_user": user_id})).first()
     if row is None:
         return None, None
     data = row._mapping
