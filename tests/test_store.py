@@ -274,3 +274,19 @@ async def test_postgres_pings_only_connections_left_idle(
         assert pid != first_pid
     finally:
         await store.close()
+
+
+async def test_postgres_reads_skip_begin_and_rollback(pg_url: str) -> None:
+    """Reads run in autocommit (no BEGIN/ROLLBACK round trips); writes stay transactions."""
+    store = open_store(pg_url)
+    try:
+        async with store.read() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+            raw = await conn.get_raw_connection()
+            assert not raw.driver_connection.is_in_transaction()
+        async with store.transaction() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+            raw = await conn.get_raw_connection()
+            assert raw.driver_connection.is_in_transaction()
+    finally:
+        await store.close()

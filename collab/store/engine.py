@@ -42,6 +42,15 @@ class Store:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        # PostgreSQL reads run without BEGIN/ROLLBACK (two round trips each): at READ
+        # COMMITTED every statement takes its own snapshot even inside a transaction,
+        # so a read-only block sees exactly what it saw before. SQLite keeps its BEGIN:
+        # there a read transaction does hold one snapshot across statements.
+        self._reader = (
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+            if engine.dialect.name == "postgresql"
+            else engine
+        )
 
     @property
     def dialect(self) -> str:
@@ -57,7 +66,8 @@ class Store:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as conn:
+        """A connection for reading only (a write in it would not be rolled back)."""
+        async with self._reader.connect() as conn:
             yield conn
 
     async def ping(self) -> None:
