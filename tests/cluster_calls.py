@@ -162,7 +162,7 @@ class CallPeer:
             self._rejoin = asyncio.create_task(self.join(self.call_id))
 
     async def _joined(self, answer: dict[str, Any]) -> None:
-        self._note(f"joined on {answer['call'].get('node', '?')}")
+        self._note(f"joined (socket on {self.node})")
         self.joins += 1
         self.participant = answer["participant"]
         self._learn(answer["call"])

@@ -169,43 +169,55 @@ async def test_users_on_three_nodes_chat_see_presence_and_call(cluster: Cluster)
     assert ended["outcome"] == "completed"
 
 
-async def test_a_call_survives_the_death_of_its_media_node(cluster: Cluster) -> None:
-    call_id = await _three_way_call(cluster)
-    media_node = await _media_node(cluster, call_id)
+def _timelines(peers: list[CallPeer], since: float) -> str:
+    """What each peer went through after ``since`` (printed when a step fails)."""
+    lines = []
+    for peer in peers:
+        steps = [f"{t - since:+.1f} {what}" for t, what in peer.timeline if t > since]
+        lines.append(f"{peer.username}: " + "; ".join(steps))
+    return "\n".join(lines)
+
+
+async def _media_back(cluster: Cluster, since: float, what: str) -> None:
     before = {p.username: p.decoded() for p in cluster.peers}
-    victim = cluster.nodes[cluster.ids.index(media_node)]
+    try:
+        await _until(lambda: _each_sees_each(cluster.peers, before), 30, what)
+    except AssertionError:
+        print(_timelines(cluster.peers, since))
+        raise
+
+
+async def test_a_call_moves_when_its_node_stops_and_again_when_the_next_one_dies(
+    cluster: Cluster,
+) -> None:
+    call_id = await _three_way_call(cluster)
+
+    # SIGTERM: the node hands the call over while draining, and exits in time.
+    first = await _media_node(cluster, call_id)
+    stopping = cluster.nodes[cluster.ids.index(first)]
+    stopped_at = time.monotonic()
+    await asyncio.to_thread(stopping.send, signal.SIGTERM)
+    await _media_back(cluster, stopped_at, "frames after the hand-over")
+    assert await asyncio.to_thread(stopping.stop) == 0, stopping.log
+    second = await _media_node(cluster, call_id)
+    assert second != first
+    # Moved, not ended: everyone heard call.moved and nobody call.ended.
+    assert all(any(e["type"] == "call.moved" for e in p.events) for p in cluster.peers)
+    assert not any(e["type"] == "call.ended" for p in cluster.peers for e in p.events)
+
+    # SIGKILL: the new media node dies; its lease runs out and a third node takes over.
+    victim = cluster.nodes[cluster.ids.index(second)]
     killed_at = time.monotonic()
     await asyncio.to_thread(victim.stop, signal.SIGKILL)
-    await _until(lambda: _each_sees_each(cluster.peers, before), 30, "frames again after the kill")
+    await _media_back(cluster, killed_at, "frames again after the kill")
     recovered_in = time.monotonic() - killed_at
-    new_node = await _media_node(cluster, call_id)
-    assert new_node != media_node
-    assert all(p.joins >= 2 for p in cluster.peers), "everyone rejoined"
+    third = await _media_node(cluster, call_id)
+    assert third not in (first, second)
+    assert all(p.joins >= 3 for p in cluster.peers), "everyone rejoined twice"
     # Reported, not asserted (timing belongs in benchmarks): the issue asks for < 10 s.
-    print(f"call back on {new_node} {recovered_in:.1f} s after {media_node} was killed")
-    for peer in cluster.peers:
-        steps = [f"{t - killed_at:+.1f} {what}" for t, what in peer.timeline if t > killed_at]
-        print(peer.username, "; ".join(steps))
+    print(f"call back on {third} {recovered_in:.1f} s after {second} was killed")
+    print(_timelines(cluster.peers, killed_at))
     for peer in cluster.peers:
         assert (await peer.command("call.leave", call=call_id))["ok"]
-    await _wait_event(cluster.peers[0], "call.ended", timeout=15)
-
-
-async def test_a_stopping_node_hands_its_call_over(cluster: Cluster) -> None:
-    call_id = await _three_way_call(cluster)
-    media_node = await _media_node(cluster, call_id)
-    before = {p.username: p.decoded() for p in cluster.peers}
-    stopping = cluster.nodes[cluster.ids.index(media_node)]
-    await asyncio.to_thread(stopping.send, signal.SIGTERM)
-    try:
-        await _until(lambda: _each_sees_each(cluster.peers, before), 30, "frames after hand-over")
-    except AssertionError:
-        for peer in cluster.peers:
-            print(peer.username, peer.timeline, peer.decoded(), before[peer.username])
-        print(stopping.log)
-        raise
-    assert await asyncio.to_thread(stopping.stop) == 0
-    assert await _media_node(cluster, call_id) != media_node
-    # Moved, not ended: nobody heard call.ended, and the call goes on.
-    assert not any(e["type"] == "call.ended" for p in cluster.peers for e in p.events)
-    assert all(any(e["type"] == "call.moved" for e in p.events) for p in cluster.peers)
+    ended = await _wait_event(cluster.peers[0], "call.ended", timeout=15)
+    assert ended["outcome"] == "completed"
