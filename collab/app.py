@@ -208,7 +208,7 @@ def create_app(
     )
 
     app.on_response_prepare.append(add_security_headers)
-    app.cleanup_ctx.append(_lifecycle(announce_first_run, throttle))
+    app.cleanup_ctx.append(_lifecycle(announce_first_run and config.first_run_link, throttle))
     app.on_shutdown.append(_close_sockets)
 
     ops_http.add_routes(app)

@@ -211,6 +211,13 @@ class Config:
         _parse_positive_float,
         "SECONDS",
     )
+    first_run_link: bool = _setting(
+        True,
+        "print a one-time link to create the first administrator while there are no users "
+        "(true on exactly one node of a cluster: each new link revokes the one before)",
+        _parse_bool,
+        "BOOL",
+    )
     upload_max_mb: int = _setting(
         100, "largest file one upload may be, in MB", _parse_positive_int, "MB"
     )

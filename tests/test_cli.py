@@ -202,6 +202,17 @@ def test_first_run_link_then_sign_in_then_clean_shutdown(data_dir: Path) -> None
         node.stop(signal.SIGKILL)
 
 
+def test_a_node_told_not_to_prints_no_first_run_link(data_dir: Path) -> None:
+    """The other nodes of a cluster: a link of theirs would revoke the first node's."""
+    node = Node("--data-dir", str(data_dir), "--first-run-link", "false")
+    try:
+        node.wait_ready()
+        assert node.stop() == 0, node.log
+        assert "collab listening" in node.log and not LINK.search(node.log), node.log
+    finally:
+        node.stop(signal.SIGKILL)
+
+
 def test_no_first_run_link_once_a_user_exists(data_dir: Path, password_file: Path) -> None:
     run(
         "admin",

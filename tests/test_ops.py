@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import aiohttp
@@ -18,6 +19,18 @@ async def test_healthz_and_readyz(client: TestClient[Any, Any]) -> None:
     ready = await client.get("/readyz")
     assert ready.status == 200
     assert await ready.json() == {"status": "ready", "checks": {"store": "ok", "bus": "ok"}}
+
+
+async def test_health_probes_stay_out_of_the_access_log(
+    client: TestClient[Any, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Balancers ask every few seconds; a log full of them hides what matters."""
+    caplog.set_level(logging.INFO, logger="collab.http")
+    for path in ("/healthz", "/readyz"):
+        assert (await client.get(path)).status == 200
+    assert (await client.get("/api/v1/me")).status == 401
+    logged = [r.getMessage() for r in caplog.records if r.name == "collab.http"]
+    assert len(logged) == 1 and logged[0].startswith("GET /api/v1/me 401"), logged
 
 
 async def test_readyz_reports_a_lost_redis_and_recovers(

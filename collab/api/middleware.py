@@ -27,6 +27,7 @@ log = logging.getLogger("collab.http")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+PROBES = frozenset({"/healthz", "/readyz"})
 
 CONTENT_SECURITY_POLICY = "; ".join(
     [
@@ -97,7 +98,10 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         metrics = request.app[METRICS]
         metrics.http_requests.labels(route, request.method, str(status)).inc()
         metrics.http_latency.labels(route).observe(elapsed)
-        log.info(
+        # Health probes come every few seconds from every balancer: only failures are news.
+        probe = request.path in PROBES and status < 400
+        log.log(
+            logging.DEBUG if probe else logging.INFO,
             "%s %s %d %.1fms addr=%s",
             request.method,
             _loggable_path(request.rel_url.path),

@@ -214,6 +214,9 @@ class Cluster:
                     TRUSTED,
                     "--public-url",
                     public_url,
+                    # One link for the newcomer: a second node's would revoke the first.
+                    "--first-run-link",
+                    "true" if index == 1 else "false",
                 ),
                 # Own session: a Ctrl-C in the terminal reaches the launcher only, which
                 # then stops the nodes in order.
