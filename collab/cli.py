@@ -179,9 +179,12 @@ def serve(config: Config) -> None:
     app.on_shutdown.insert(0, _ignore_further_signals(watchdog))
     app.on_startup.append(_settle_garbage_collector)
     app.on_startup.append(_drain_on_sigterm(watchdog))
+    bound = f"{'https' if context else 'http'}://{config.host}:{config.port}"
+    public = config.effective_public_url
     log.info(
-        "collab listening on %s (node %s, database %s, bus %s)",
-        config.effective_public_url,
+        "collab listening on %s%s (node %s, database %s, bus %s)",
+        bound,
+        f", reached at {public}" if public.rstrip("/") != bound else "",
         config.effective_node_id,
         _safe_url(config.effective_database_url),
         "redis" if config.redis_url else "in-process",
