@@ -15,8 +15,7 @@ from collab.calls.placement import RedisPlacement
 from collab.calls.relay import NodeRelay
 from collab.store import calls as call_sql
 from signaling.bus import LocalBus
-from tests.chat_helpers import Person
-from tests.helpers import add_user
+from tests.chat_helpers import Person, two_nodes
 from tests.servers import RedisServer
 
 
@@ -136,21 +135,15 @@ async def test_placement_picks_the_least_loaded_live_node_and_keeps_leases(
 async def test_a_redis_restart_moves_no_call(
     aiohttp_client: Any, make_app: Any, pg_url: str, redis_server: RedisServer, tmp_path: Any
 ) -> None:
-    nodes = [
-        await aiohttp_client(
-            make_app(
-                database_url=pg_url,
-                redis_url=redis_server.url,
-                data_dir=tmp_path / name,
-                node_id=name,
-            )
-        )
-        for name in ("a", "b")
-    ]
+    nodes = await two_nodes(
+        aiohttp_client,
+        make_app,
+        database_url=pg_url,
+        redis_url=redis_server.url,
+        data_dir=lambda name: tmp_path / name,
+    )
     ana = await Person.create(nodes[0], "ana")
-    bob = Person(nodes[1], "bob")
-    bob.user_id = (await add_user(nodes[1].app, "bob")).id
-    await bob.sign_in()
+    bob = await Person.create(nodes[1], "bob")
     room = await ana.room("channel", "team", ["bob"])
     ana_ws, bob_ws = await ana.socket(), await bob.socket()
     await bob_ws.command("ping")
@@ -202,18 +195,15 @@ async def test_joining_a_call_on_another_node_leaves_the_first(
 ) -> None:
     """One call per person across the cluster too: the new call's node asks the old
     call's node to let the person go."""
-    nodes = [
-        await aiohttp_client(
-            make_app(
-                database_url=pg_url, redis_url=redis_server.url, data_dir=tmp_path / n, node_id=n
-            )
-        )
-        for n in ("a", "b")
-    ]
+    nodes = await two_nodes(
+        aiohttp_client,
+        make_app,
+        database_url=pg_url,
+        redis_url=redis_server.url,
+        data_dir=lambda name: tmp_path / name,
+    )
     ana = await Person.create(nodes[0], "ana")
-    bob = Person(nodes[1], "bob")
-    bob.user_id = (await add_user(nodes[1].app, "bob")).id
-    await bob.sign_in()
+    bob = await Person.create(nodes[1], "bob")
     team = await ana.room("channel", "team", ["bob"])
     later = await ana.room("channel", "later", ["bob"])
     ana_ws, bob_ws = await ana.socket(), await bob.socket()

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from tests.chat_helpers import Person, Socket
+from tests.chat_helpers import Person, Socket, two_nodes
 from tests.conftest import FakeClock
 
 RING = 0.6  # seconds: the ring timeout these tests run with
@@ -458,24 +458,16 @@ async def test_turn_credentials_follow_the_coturn_rest_scheme(
 async def test_the_ring_reaches_a_callee_on_another_node(
     aiohttp_client: Any, make_app: Any, pg_url: str, redis_server: Any, tmp_path: Any
 ) -> None:
-    from tests.helpers import add_user
-
-    nodes = [
-        await aiohttp_client(
-            make_app(
-                database_url=pg_url,
-                redis_url=redis_server.url,
-                data_dir=tmp_path / name,
-                node_id=name,
-                call_ring_timeout=30,
-            )
-        )
-        for name in ("a", "b")
-    ]
+    nodes = await two_nodes(
+        aiohttp_client,
+        make_app,
+        database_url=pg_url,
+        redis_url=redis_server.url,
+        data_dir=lambda name: tmp_path / name,
+        call_ring_timeout=30,
+    )
     ana = await Person.create(nodes[0], "ana")
-    bob = Person(nodes[1], "bob")
-    bob.user_id = (await add_user(nodes[1].app, "bob")).id
-    await bob.sign_in()
+    bob = await Person.create(nodes[1], "bob")
     dm = await ana.room("dm", members=["bob"])
     ana_ws, bob_ws = await ana.socket(), await bob.socket()
     await bob_ws.command("ping")

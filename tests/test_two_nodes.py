@@ -137,20 +137,18 @@ async def test_files_search_and_notifications_work_across_nodes(
 ) -> None:
     """Two nodes share PostgreSQL, Redis and one data directory (uploads), as a
     cluster must: what is uploaded, said or mentioned on one is there on the other."""
-    from tests.chat_helpers import Person
+    from tests.chat_helpers import Person, two_nodes
     from tests.test_files import fetch, upload
 
-    shared = tmp_path / "shared"
-    node_a, node_b = [
-        await aiohttp_client(
-            make_app(database_url=pg_url, redis_url=redis_server.url, data_dir=shared, node_id=n)
-        )
-        for n in ("a", "b")
-    ]
+    node_a, node_b = await two_nodes(
+        aiohttp_client,
+        make_app,
+        database_url=pg_url,
+        redis_url=redis_server.url,
+        data_dir=lambda _name: tmp_path / "shared",
+    )
     ana = await Person.create(node_a, "ana")
-    bob = Person(node_b, "bob")
-    bob.user_id = (await add_user(node_b.app, "bob")).id
-    await bob.sign_in()
+    bob = await Person.create(node_b, "bob")
     room = await ana.room("channel", "across", ["bob"])
     bob_ws = await bob.socket()
     await bob_ws.command("ping")
