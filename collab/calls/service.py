@@ -382,10 +382,10 @@ class CallService:
             if self._in_call.get(participant.user.id) == call_id:
                 del self._in_call[participant.user.id]
         if self._media is not None:
-            end_call = getattr(self._media, "end_call", None)
-            if end_call is not None:
-                with contextlib.suppress(Exception):
-                    await end_call(str(call_id))
+            try:
+                await self._media.end_call(str(call_id))
+            except Exception as exc:
+                log.warning("media of call %s not closed: %s", call_id, exc)
 
     def lost(self, call_id: int) -> None:
         """Another node holds the call's lease: it took the call over."""
