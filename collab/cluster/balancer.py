@@ -66,6 +66,10 @@ WS_HANDSHAKE = frozenset(
 )
 
 
+# Either end of a proxied socket.
+AnySocket = aiohttp.ClientWebSocketResponse | web.WebSocketResponse
+
+
 @dataclass
 class Upstream:
     """One node: its name, its base URL and whether its last health check passed."""
@@ -258,23 +262,19 @@ class Balancer:
         client_ws.headers[NODE_HEADER] = upstream.node_id
         await client_ws.prepare(request)
 
-        async def node_to_client() -> None:
-            async for message in node_ws:
+        async def pump(source: AnySocket, sink: AnySocket, default_code: int) -> None:
+            """Frames one way, then the source's close code (or ``default_code``)."""
+            async for message in source:
                 if message.type == aiohttp.WSMsgType.TEXT:
-                    await client_ws.send_str(message.data)
+                    await sink.send_str(message.data)
                 elif message.type == aiohttp.WSMsgType.BINARY:
-                    await client_ws.send_bytes(message.data)
-            await client_ws.close(code=node_ws.close_code or aiohttp.WSCloseCode.GOING_AWAY)
+                    await sink.send_bytes(message.data)
+            await sink.close(code=source.close_code or default_code)
 
-        async def client_to_node() -> None:
-            async for message in client_ws:
-                if message.type == aiohttp.WSMsgType.TEXT:
-                    await node_ws.send_str(message.data)
-                elif message.type == aiohttp.WSMsgType.BINARY:
-                    await node_ws.send_bytes(message.data)
-            await node_ws.close(code=client_ws.close_code or aiohttp.WSCloseCode.OK)
-
-        tasks = [asyncio.create_task(node_to_client()), asyncio.create_task(client_to_node())]
+        tasks = [
+            asyncio.create_task(pump(node_ws, client_ws, aiohttp.WSCloseCode.GOING_AWAY)),
+            asyncio.create_task(pump(client_ws, node_ws, aiohttp.WSCloseCode.OK)),
+        ]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
