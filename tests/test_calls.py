@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
+from collab.appkeys import CALLS
 from tests.chat_helpers import Person, Socket, two_nodes
 from tests.conftest import FakeClock
 
@@ -474,6 +475,13 @@ async def test_the_ring_reaches_a_callee_on_another_node(
     call_id = (await ana_ws.command("call.start", room=dm["id"]))["call"]["call"]
     ring = await bob_ws.next_event("call.ring")
     assert ring["call"] == call_id and ring["caller"]["username"] == "ana"
+    # Equal loads: the call went to the first node by name. A socket opened on the other
+    # node learns of it from there, and rings.
+    assert nodes[0].app[CALLS].holds(call_id) and not nodes[1].app[CALLS].holds(call_id)
+    late = await bob.socket()
+    assert (await late.next_event("call.state"))["call"] == call_id
+    assert (await late.next_event("call.ring"))["call"] == call_id
+    await late.close()
     # The call lives on one node; bob's commands on node b are carried there.
     joined = await bob_ws.command("call.accept", call=call_id)
     assert joined["ok"], joined

@@ -189,9 +189,8 @@ class CallRouter:
     async def calls_for(self, identity: Identity) -> tuple[list[Any], list[dict[str, Any]]]:
         """The ongoing calls of the user's rooms and the rings for them, from every
         running node that holds one (one that does not answer at once is skipped)."""
-        states, rings = await self._calls.calls_for(identity)
+        states, rings, elsewhere = await self._calls.calls_for(identity)
         found: list[Any] = [msgspec.to_builtins(s) for s in states]
-        elsewhere = await self._calls.nodes_of_ongoing(identity) - {self.node}
         try:
             elsewhere = await self._calls.placement.alive(elsewhere)
         except PlacementUnavailable:
@@ -265,7 +264,7 @@ class CallRouter:
         await self._calls.socket_closed(args["socket"])
 
     async def _remote_calls_for(self, args: dict[str, Any]) -> dict[str, Any]:
-        states, rings = await self._calls.calls_for(await self._identity(args))
+        states, rings, _ = await self._calls.calls_for(await self._identity(args))
         return {"states": msgspec.to_builtins(states), "rings": rings}
 
     async def _remote_adopt(self, args: dict[str, Any]) -> None:

@@ -408,12 +408,6 @@ class CallService:
         async with self._store.read() as conn:
             return await call_sql.by_id(conn, call_id)
 
-    async def nodes_of_ongoing(self, identity: Identity) -> set[str]:
-        """The nodes holding ongoing calls in the user's rooms."""
-        async with self._store.read() as conn:
-            records = await call_sql.ongoing_for_user(conn, identity.user.id)
-        return {r.node for r in records}
-
     async def ongoing_elsewhere(self) -> list[CallRecord]:
         async with self._store.read() as conn:
             return await call_sql.ongoing_elsewhere(conn, self.node)
@@ -910,21 +904,26 @@ class CallService:
                 participant.grace = None
                 await self._remove(live, participant, reason="disconnected")
 
-    async def calls_for(self, identity: Identity) -> tuple[list[CallView], list[dict[str, Any]]]:
-        """For a new socket: the ongoing calls (held here) of the user's rooms, and the
-        ``call.ring`` events of those still ringing them."""
+    async def calls_for(
+        self, identity: Identity
+    ) -> tuple[list[CallView], list[dict[str, Any]], set[str]]:
+        """For a new socket: the ongoing calls (held here) of the user's rooms, the
+        ``call.ring`` events of those still ringing them, and the other nodes that hold
+        ongoing calls of the user's rooms (the router asks them for theirs)."""
         async with self._store.read() as conn:
             records = await call_sql.ongoing_for_user(conn, identity.user.id)
-        states, rings = [], []
+        states, rings, elsewhere = [], [], set()
         for record in records:
             live = self._live.get(record.id)
             if live is None or live.ended:
+                if record.node != self.node:
+                    elsewhere.add(record.node)
                 continue
             states.append(self.view(live))
             if identity.user.id in live.ringing:
                 quiet = identity.user.id in self._in_call
                 rings.append(self._ring_event(live, quiet=quiet))
-        return states, rings
+        return states, rings, elsewhere
 
     # -- media signaling --------------------------------------------------------------
 
