@@ -133,6 +133,32 @@ async def test_idempotent_with_client_msg_id(
     assert status == 400 and body["error"]["code"] == "invalid_field"
 
 
+async def test_a_new_webhook_on_a_reused_id_starts_afresh(
+    client: TestClient[Any, Any], people: dict[str, Person]
+) -> None:
+    """SQLite hands a deleted webhook's id to the next one: the new one must neither
+    find the old one's messages by client_msg_id nor inherit its rate-limit bucket."""
+    ana = people["ana"]
+    room = await ana.room("channel", "general")
+    hooks = f"/api/v1/rooms/{room['id']}/webhooks"
+    old, old_path = await make_hook(ana, room["id"])
+    status, first = await hook_post(client, old_path, text="old", client_msg_id="build-1")
+    assert status == 201
+    for i in range(30):
+        if (await client.post(old_path, json={"text": f"drain {i}"})).status == 429:
+            break
+    else:
+        pytest.fail("never rate limited")
+    await ana.call("DELETE", f"{hooks}/{old['id']}", 204)
+    new, new_path = await make_hook(ana, room["id"])
+    assert new["id"] == old["id"]  # the case this test is about
+    status, fresh = await hook_post(client, new_path, text="new", client_msg_id="build-1")
+    assert status == 201 and fresh["message"]["id"] != first["message"]["id"]
+    history = await ana.call("GET", f"/api/v1/rooms/{room['id']}/messages", 200)
+    assert history["messages"][-1]["id"] == fresh["message"]["id"]
+    assert history["messages"][-1]["body"] == "new"
+
+
 async def test_who_may_make_list_and_delete(
     client: TestClient[Any, Any], people: dict[str, Person]
 ) -> None:

@@ -59,7 +59,7 @@ ROOM_MENTIONS = frozenset({"room", "all", "here", "channel", "everyone"})
 _MENTION = re.compile(r"(?<![\w@.])@([A-Za-z0-9][A-Za-z0-9._-]{0,31})")
 _CLIENT_MSG_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 # A bot's (webhook's) ids carry a prefix people's own ids cannot have.
-_BOT_CLIENT_MSG_ID = re.compile(r"^hook/[0-9]{1,10}/[A-Za-z0-9_.:-]{1,48}$")
+_BOT_CLIENT_MSG_ID = re.compile(r"^hook/[0-9a-f]{10}/[A-Za-z0-9_.:-]{1,48}$")
 
 
 def room_topic(room_id: int) -> str:

@@ -17,8 +17,10 @@ bot name. We chose the creator over no sender because
   switched off stops the hook (``webhook_disabled``), no separate rules;
 * ``client_msg_id`` idempotency works: it is unique per sender, and NULL
   senders would never collide. Each webhook's ids are kept apart from the
-  creator's own (and other hooks') by a ``hook/<id>/`` prefix, which people's
-  own ids cannot have (``/`` is not allowed in them).
+  creator's own (and other hooks') by a ``hook/<secret hash prefix>/`` prefix,
+  which people's own ids cannot have (``/`` is not allowed in them). Not the
+  webhook's id: SQLite gives a deleted webhook's id to the next one made, which
+  must not find the old one's messages.
 
 Each webhook has its own token bucket on each node (5 posts a second, bursts
 of 20), so a runaway script floods neither the room nor the database; on a
@@ -47,6 +49,9 @@ from signaling.ratelimit import PerKeyBuckets
 
 # Keeps a hook's client_msg_ids apart from its creator's own, which cannot contain "/".
 HOOK_ID_PREFIX = "hook/"
+# How much of the secret's hash names a webhook in its client_msg_ids: 40 bits, and
+# "hook/" + 10 + "/" + a 48-character id fills the 64-character column.
+HOOK_KEY_CHARS = 10
 
 MAX_WEBHOOKS_PER_ROOM = 25
 MAX_BOT_NAME = 64
@@ -184,10 +189,12 @@ class WebhookService:
         if not _SECRET.match(secret):
             raise _not_found()
         async with self._store.read() as conn:
-            hook = await webhook_sql.by_secret_hash(conn, secrets.digest(secret))
+            secret_hash = secrets.digest(secret)
+            hook = await webhook_sql.by_secret_hash(conn, secret_hash)
             if hook is None:
                 raise _not_found()
-            wait = self._buckets.take(hook.id)
+            # Keyed by the secret, not the id, for the reason in the module docstring.
+            wait = self._buckets.take(secret_hash)
             if wait > 0:
                 raise RateLimited("This webhook is posting too fast; slow down.", retry_after=wait)
             creator = await user_sql.by_id(conn, hook.created_by) if hook.created_by else None
@@ -207,6 +214,10 @@ class WebhookService:
             Identity(user=creator),
             hook.room_id,
             text,
-            client_msg_id=f"{HOOK_ID_PREFIX}{hook.id}/{client_msg_id}" if client_msg_id else None,
+            client_msg_id=(
+                f"{HOOK_ID_PREFIX}{secret_hash[:HOOK_KEY_CHARS]}/{client_msg_id}"
+                if client_msg_id
+                else None
+            ),
             bot_name=hook.bot_name,
         )
