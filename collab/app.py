@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -54,6 +53,7 @@ from collab.calls.service import CallService
 from collab.chat import http as chat_http
 from collab.chat.realtime import ChatSockets, install_search
 from collab.chat.service import ChatService
+from collab.clock import wall_clock_ms
 from collab.config import Config
 from collab.files import http as files_http
 from collab.files.service import FileService
@@ -82,10 +82,6 @@ log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 SWEEP_INTERVAL_S = 600.0
-
-
-def wall_clock_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def create_app(

@@ -27,7 +27,7 @@ from collab.accounts.passwords import Passwords
 from collab.accounts.service import AccountService
 from collab.accounts.throttle import LoginThrottle
 from collab.api.errors import ApiError
-from collab.app import create_app, wall_clock_ms
+from collab.clock import wall_clock_ms
 from collab.cluster import launcher as cluster_launcher
 from collab.config import Config, ConfigError, add_arguments, config_from_args
 from collab.ops.drain import DRAIN, Watchdog
@@ -174,6 +174,10 @@ def _drain_on_sigterm(watchdog: Watchdog) -> Callable[[web.Application], Awaitab
 
 def serve(config: Config) -> None:
     context = _ssl_context(config)
+    # Imported here: the application (the media stack above all) takes about a second
+    # to import, which migrate, create-user, invite and --help do not need.
+    from collab.app import create_app
+
     app = create_app(config)
     watchdog = Watchdog(config.drain_time)
     app.on_shutdown.insert(0, _ignore_further_signals(watchdog))
