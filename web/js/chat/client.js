@@ -41,6 +41,8 @@ export class ChatClient extends Emitter {
     this.lastTypingSent = new Map();
     this.reading = new Map();
     this.incomplete = new Set();
+    this.staleSummaries = new Set();
+    this.fetchingSummaries = false;
     this.serverOffset = 0;
     this.connection = new Connection({
       url: socketUrl(),
@@ -263,17 +265,29 @@ export class ChatClient extends Emitter {
     this.emit('rooms');
   }
 
-  /** The event of a new room says nothing of the user's place in it: ask. */
+  /** The event of a new room says nothing of the user's place in it: ask. One fetch of
+   * the room list serves every room joined while it was under way (being added to many
+   * rooms at once must not fetch the list once per room). */
   async refreshSummary(roomId) {
+    this.staleSummaries.add(roomId);
+    if (this.fetchingSummaries) return;
+    this.fetchingSummaries = true;
     try {
-      const { rooms } = await api.request('GET', '/api/v1/rooms');
-      const fresh = rooms.find((summary) => summary.room.id === roomId);
-      const held = this.rooms.get(roomId);
-      if (!fresh || !held) return;
-      Object.assign(held, { role: fresh.role, notify: fresh.notify, last_read_seq: fresh.last_read_seq });
-      this.emit('rooms');
+      while (this.staleSummaries.size) {
+        const wanted = new Set(this.staleSummaries);
+        this.staleSummaries.clear();
+        const { rooms } = await api.request('GET', '/api/v1/rooms');
+        for (const fresh of rooms) {
+          const held = wanted.has(fresh.room.id) && this.rooms.get(fresh.room.id);
+          if (held) Object.assign(held, { role: fresh.role, notify: fresh.notify, last_read_seq: fresh.last_read_seq });
+        }
+        this.emit('rooms');
+      }
     } catch {
       // The defaults stand until the next sync.
+      this.staleSummaries.clear();
+    } finally {
+      this.fetchingSummaries = false;
     }
   }
 
