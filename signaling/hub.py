@@ -18,7 +18,13 @@ from collections.abc import Callable
 
 from signaling.bus import Bus, Subscription
 from signaling.connection import Connection
-from signaling.protocol import SESSION_ENDED_CLOSE_CODE, encode, read_revocation, user_topic
+from signaling.protocol import (
+    RESUME_CLOSE_CODE,
+    SESSION_ENDED_CLOSE_CODE,
+    encode,
+    read_revocation,
+    user_topic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +145,8 @@ class Hub:
         revocation = read_revocation(payload)
         if revocation is None:
             return True
-        if revocation.ends(conn.credential):
+        if revocation.renews:
+            conn.close_soon(RESUME_CLOSE_CODE, b"account changed; reconnect")
+        elif revocation.ends(conn.credential):
             conn.close_soon(SESSION_ENDED_CLOSE_CODE, b"session ended")
         return False

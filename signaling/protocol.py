@@ -54,14 +54,24 @@ class Revocation(msgspec.Struct, tag="auth.revoked", tag_field="type"):
     except ``keep``: a password change) or ``credential`` (just ``credential``:
     a sign-out or a revoked token). Credentials are ``session:<id>`` or
     ``token:<id>``.
+
+    ``changed`` (a new role) ends no credential but every socket's view of the
+    user: a socket checks its rights against the identity it was opened with,
+    so each one is closed for its client to reconnect at once and be checked
+    again (see :attr:`renews`).
     """
 
     scope: str
     credential: str | None = None
     keep: str | None = None
 
+    @property
+    def renews(self) -> bool:
+        """The credential stays valid: the socket is to reconnect, not sign out."""
+        return self.scope == "changed"
+
     def ends(self, credential: str) -> bool:
-        if self.scope == "all":
+        if self.scope in ("all", "changed"):
             return True
         if self.scope == "sessions":
             return credential.startswith("session:") and credential != self.keep

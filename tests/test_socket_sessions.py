@@ -7,7 +7,7 @@ from typing import Any
 import aiohttp
 from aiohttp.test_utils import TestClient
 
-from signaling.protocol import SESSION_ENDED_CLOSE_CODE
+from signaling.protocol import RESUME_CLOSE_CODE, SESSION_ENDED_CLOSE_CODE
 from tests.helpers import PASSWORD, add_user, next_answer, sign_in
 from tests.servers import RedisServer
 
@@ -124,3 +124,35 @@ async def test_deactivation_on_one_node_closes_sockets_on_another(
     response = await node_b.patch("/api/v1/users/ana", json={"active": False}, headers=csrf)
     assert response.status == 200
     assert await _closed_with(ana_socket) == SESSION_ENDED_CLOSE_CODE
+
+
+async def test_a_role_change_reconnects_the_users_sockets_with_the_new_rights(
+    client: TestClient[Any, Any],
+) -> None:
+    """A socket checks rights against the identity it was opened with: a demoted
+    administrator's sockets close with 4000 and the next one has a member's rights."""
+    await add_user(client.app, "root", role="admin")
+    await add_user(client.app, "ana", role="admin")
+    csrf = await sign_in(client, "root")
+    laptop = _browser(client)
+    try:
+        await laptop.post("/api/v1/login", json={"username": "ana", "password": PASSWORD})
+        tab = await laptop.ws_connect("/ws")
+        assert (await tab.receive_json(timeout=5))["user"]["role"] == "admin"
+
+        renamed = await client.patch(
+            "/api/v1/users/ana", json={"display_name": "Ana L."}, headers=csrf
+        )
+        assert renamed.status == 200
+        assert await _still_open(tab)  # a new name changes no rights
+
+        demoted = await client.patch("/api/v1/users/ana", json={"role": "member"}, headers=csrf)
+        assert demoted.status == 200
+        assert await _closed_with(tab) == RESUME_CLOSE_CODE
+        # The session is still good: the client reconnects at once, as a member now.
+        again = await laptop.ws_connect("/ws")
+        assert (await again.receive_json(timeout=5))["user"]["role"] == "member"
+        assert await _still_open(again)
+        await again.close()
+    finally:
+        await laptop.close()

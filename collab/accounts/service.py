@@ -508,6 +508,8 @@ class AccountService:
                 await session_sql.delete_for_user(conn, target.id)
         if active is False:
             await self._announce(target.id, Revocation(scope="all"))
+        elif updated.role != target.role:
+            await self._announce(target.id, Revocation(scope="changed"))
         log.info(
             "user updated user=%s by=%s fields=%s",
             target.username,
