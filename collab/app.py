@@ -21,6 +21,7 @@ from collab.accounts import http as accounts_http
 from collab.accounts.auth import authenticate
 from collab.accounts.passwords import Passwords
 from collab.accounts.service import DAY_MS, HOUR_MS, AccountService
+from collab.accounts.socket_expiry import SocketExpiry
 from collab.accounts.throttle import LoginThrottle
 from collab.api import openapi
 from collab.api.middleware import add_security_headers, json_errors, request_context
@@ -124,6 +125,7 @@ def create_app(
         "collab_ws_deliveries", "Events queued to local sockets", lambda: hub.delivered
     )
     ChatSockets(chat, hub).install(sockets)
+    SocketExpiry(accounts, clock).install(sockets)
     instance = f"{config.effective_node_id}#{secrets.token_hex(4)}"
     registry: Registry = (
         RedisRegistry(config.redis_url, instance, config.presence_node_ttl)

@@ -179,7 +179,9 @@ class Config:
     node_id: str = _setting("", "name of this node in a cluster; empty means host:port")
     log_level: str = _setting("INFO", "debug, info, warning or error", _parse_log_level)
     session_days: float = _setting(
-        30.0, "days a sign-in session lasts without use", _parse_positive_float
+        30.0,
+        "days a sign-in session lasts without use (an open socket is use)",
+        _parse_positive_float,
     )
     invitation_hours: float = _setting(
         72.0, "default hours an invitation link stays valid", _parse_positive_float

@@ -94,6 +94,28 @@ async def test_sign_out_ends_the_session(client: TestClient[Any, Any]) -> None:
     assert await error_code(replay) == "session_ended"
 
 
+async def test_a_session_in_use_outlives_its_first_cookie(
+    client: TestClient[Any, Any], clock: Any
+) -> None:
+    """The session lasts 30 days without use: each renewal sends the cookie again with a
+    fresh lifetime, or the browser would drop it 30 days after signing in, in use or not."""
+    await add_user(client.app, "ana")
+    csrf = await sign_in(client, "ana")
+    assert "Set-Cookie" not in (await client.get("/api/v1/me")).headers  # just renewed
+    clock.advance(20 * 86400)
+    renewed = await client.get("/api/v1/me")
+    assert renewed.status == 200
+    cookie = renewed.headers["Set-Cookie"]
+    assert "collab_session=" in cookie and "Max-Age=2592000" in cookie and "HttpOnly" in cookie
+    clock.advance(20 * 86400)  # 40 days after signing in, 20 after the last use
+    assert (await client.get("/api/v1/me")).status == 200
+    clock.advance(20 * 86400)
+    # Signing out clears the cookie even on a request that renewed the session.
+    signed_out = await client.post("/api/v1/logout", headers=csrf)
+    assert signed_out.status == 204
+    assert 'collab_session=""' in signed_out.headers["Set-Cookie"]
+
+
 async def test_password_change_ends_other_sessions_and_keeps_this_one(
     client: TestClient[Any, Any], other_device: aiohttp.ClientSession
 ) -> None:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import aiohttp
+import sqlalchemy as sa
 from aiohttp.test_utils import TestClient
 
+from collab.appkeys import STORE
+from collab.store.schema import api_tokens, sessions
 from signaling.protocol import RESUME_CLOSE_CODE, SESSION_ENDED_CLOSE_CODE
 from tests.helpers import PASSWORD, add_user, next_answer, sign_in
 from tests.servers import RedisServer
@@ -156,3 +161,64 @@ async def test_a_role_change_reconnects_the_users_sockets_with_the_new_rights(
         await again.close()
     finally:
         await laptop.close()
+
+
+def _wall_clock_ms() -> int:
+    return int(time.time() * 1000)
+
+
+async def test_a_socket_closes_when_its_api_token_expires(
+    aiohttp_client: Any, make_app: Any
+) -> None:
+    client = await aiohttp_client(make_app(app_clock=_wall_clock_ms))
+    await add_user(client.app, "ana")
+    csrf = await sign_in(client, "ana")
+    made = await client.post(
+        "/api/v1/tokens", json={"name": "bot", "expires_in_days": 1}, headers=csrf
+    )
+    created = await made.json()
+    # A day is too long to wait: the token now runs out in a second and a half.
+    async with client.app[STORE].transaction() as conn:
+        await conn.execute(
+            sa.update(api_tokens)
+            .where(api_tokens.c.id == created["id"])
+            .values(expires_at=_wall_clock_ms() + 1500)
+        )
+    bot_http = aiohttp.ClientSession(base_url=str(client.make_url("/")))
+    try:
+        bot = await bot_http.ws_connect(
+            "/ws", headers={"Authorization": f"Bearer {created['token']}"}
+        )
+        assert (await bot.receive_json(timeout=5))["type"] == "hello"
+        assert await _still_open(bot)
+        assert await _closed_with(bot) == SESSION_ENDED_CLOSE_CODE
+        refused = await bot_http.get(
+            "/api/v1/me", headers={"Authorization": f"Bearer {created['token']}"}
+        )
+        assert refused.status == 401
+    finally:
+        await bot_http.close()
+
+
+async def test_an_open_socket_keeps_its_session_alive_until_the_session_is_ended(
+    aiohttp_client: Any, make_app: Any
+) -> None:
+    """A session used only through its socket does not run out under the user; one that
+    is over anyway (here: deleted without the bus telling anyone) ends the socket."""
+    ttl_s = 3.0
+    client = await aiohttp_client(make_app(app_clock=_wall_clock_ms, session_days=ttl_s / 86400))
+    await add_user(client.app, "ana")
+    await sign_in(client, "ana")
+    cookie = client.session.cookie_jar.filter_cookies(client.make_url("/"))["collab_session"]
+    tab = await client.ws_connect("/ws")
+    assert (await tab.receive_json(timeout=5))["type"] == "hello"
+    await asyncio.sleep(ttl_s + 0.5)
+    # Signing in and opening the socket were the only HTTP use; the session lives on.
+    # (The cookie is sent by hand: this client's jar drops it after its 3 s Max-Age.)
+    me = await client.get("/api/v1/me", headers={"Cookie": f"collab_session={cookie.value}"})
+    assert me.status == 200
+    assert await _still_open(tab)
+
+    async with client.app[STORE].transaction() as conn:
+        await conn.execute(sa.delete(sessions))
+    assert await _closed_with(tab) == SESSION_ENDED_CLOSE_CODE

@@ -103,7 +103,11 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
                 code="csrf_failed",
             )
     request[IDENTITY_KEY] = identity
-    return await handler(request)
+    response = await handler(request)
+    # Not when the handler set the cookie itself (signed out, a new session).
+    if identity.renewed and not response.prepared and SESSION_COOKIE not in response.cookies:
+        set_session_cookie(request, response, request.cookies[SESSION_COOKIE])
+    return response
 
 
 def identity_of(request: web.Request) -> Identity:

@@ -18,6 +18,9 @@ class Identity(msgspec.Struct, frozen=True):
     user: UserRecord
     session: SessionRecord | None = None
     token: TokenRecord | None = None
+    # The session's expiry was just pushed back: the browser's cookie is set again
+    # with a fresh lifetime, or it would run out at sign-in time plus the lifetime.
+    renewed: bool = False
 
     @property
     def is_admin(self) -> bool:

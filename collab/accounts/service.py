@@ -196,12 +196,26 @@ class AccountService:
             user = await user_sql.by_id(conn, session.user_id)
         if user is None or not user.active:
             return None
-        if now - session.last_used_at > SESSION_TOUCH_INTERVAL_MS:
+        renewed = now - session.last_used_at > SESSION_TOUCH_INTERVAL_MS
+        if renewed:
             async with self._store.transaction() as conn:
                 await session_sql.touch(
                     conn, session.id, now=now, expires_at=now + self._session_ttl_ms
                 )
-        return Identity(user=user, session=session)
+        return Identity(user=user, session=session, renewed=renewed)
+
+    async def renew_session(self, session_id: int) -> int | None:
+        """Keep a session that an open socket is using from running out: its new expiry,
+        or None when it is already over (signed out, its user deactivated, expired)."""
+        now = self._clock()
+        expires_at = now + self._session_ttl_ms
+        async with self._store.transaction() as conn:
+            renewed = await session_sql.renew(conn, session_id, now=now, expires_at=expires_at)
+        return expires_at if renewed else None
+
+    @property
+    def session_ttl_ms(self) -> int:
+        return self._session_ttl_ms
 
     async def identify_token(self, secret: str) -> Identity | None:
         if not secret.startswith(secrets.API_TOKEN_PREFIX):

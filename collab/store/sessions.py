@@ -69,6 +69,17 @@ async def touch(conn: AsyncConnection, session_id: int, *, now: int, expires_at:
     )
 
 
+async def renew(conn: AsyncConnection, session_id: int, *, now: int, expires_at: int) -> bool:
+    """Move a session's expiry to ``expires_at`` if it is not over yet; False if it is
+    over or gone."""
+    query = (
+        sessions.update()
+        .where(sessions.c.id == session_id, sessions.c.expires_at > now)
+        .values(last_used_at=now, expires_at=expires_at)
+    )
+    return (await conn.execute(query)).rowcount == 1
+
+
 async def list_for_user(conn: AsyncConnection, user_id: int) -> list[SessionRecord]:
     query = sessions.select().where(sessions.c.user_id == user_id).order_by(sessions.c.created_at)
     return [_record(row) for row in (await conn.execute(query)).all()]
