@@ -20,6 +20,7 @@ const GAP_WAIT_MS = 400;
 const TYPING_EVERY_MS = 3000;
 const SYNC_BATCH = 200;
 // Answers after which sending again can work: the message waits in the outbox.
+const COOKIE_REFRESH_MS = 6 * 60 * 60 * 1000;
 const TRANSIENT = new Set(['offline', 'disconnected', 'timeout', 'unavailable', 'internal', 'rate_limited']);
 
 function socketUrl() {
@@ -58,10 +59,14 @@ export class ChatClient extends Emitter {
 
   start() {
     this.connection.start();
+    // An open socket keeps the session alive on the server, but only an HTTP answer can
+    // renew the browser's cookie: a tab left open for weeks asks now and then.
+    this.cookieTimer = window.setInterval(() => api.me().catch(() => {}), COOKIE_REFRESH_MS);
   }
 
   stop() {
     this.connection.stop();
+    window.clearInterval(this.cookieTimer);
     for (const timer of this.gapTimers.values()) window.clearTimeout(timer);
   }
 
