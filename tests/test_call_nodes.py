@@ -15,6 +15,7 @@ from collab.calls.placement import RedisPlacement
 from collab.calls.relay import NodeRelay
 from collab.store import calls as call_sql
 from signaling.bus import LocalBus
+from tests.call_helpers import ana_and_bob_online
 from tests.chat_helpers import Person, two_nodes
 from tests.servers import RedisServer
 
@@ -142,11 +143,7 @@ async def test_a_redis_restart_moves_no_call(
         redis_url=redis_server.url,
         data_dir=lambda name: tmp_path / name,
     )
-    ana = await Person.create(nodes[0], "ana")
-    bob = await Person.create(nodes[1], "bob")
-    room = await ana.room("channel", "team", ["bob"])
-    ana_ws, bob_ws = await ana.socket(), await bob.socket()
-    await bob_ws.command("ping")
+    ana, bob, [room], ana_ws, bob_ws = await ana_and_bob_online(*nodes, "team")
     started = await ana_ws.command("call.start", room=room["id"])
     call_id = started["call"]["call"]
     assert (await bob_ws.command("call.join", call=call_id))["ok"]
@@ -202,12 +199,7 @@ async def test_joining_a_call_on_another_node_leaves_the_first(
         redis_url=redis_server.url,
         data_dir=lambda name: tmp_path / name,
     )
-    ana = await Person.create(nodes[0], "ana")
-    bob = await Person.create(nodes[1], "bob")
-    team = await ana.room("channel", "team", ["bob"])
-    later = await ana.room("channel", "later", ["bob"])
-    ana_ws, bob_ws = await ana.socket(), await bob.socket()
-    await bob_ws.command("ping")
+    ana, bob, [team, later], ana_ws, bob_ws = await ana_and_bob_online(*nodes, "team", "later")
     first = (await ana_ws.command("call.start", room=team["id"]))["call"]["call"]
     assert (await bob_ws.command("call.join", call=first))["ok"]
     first_node = next(n for n in nodes if n.app[CALLS].holds(first))

@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from collab.appkeys import CALLS
+from tests.call_helpers import ana_and_bob_online
 from tests.chat_helpers import Person, Socket, two_nodes
 from tests.conftest import FakeClock
 
@@ -154,9 +155,7 @@ async def test_dnd_is_not_rung_and_the_call_rings_out_as_missed(
     aiohttp_client: Any, make_app: Any, database_url: str
 ) -> None:
     client = await node(aiohttp_client, make_app, database_url)
-    ana, bob = await people(client, "ana", "bob")
-    dm = await ana.room("dm", members=["bob"])
-    ana_ws, bob_ws = await ana.socket(), await bob.socket()
+    ana, bob, [dm], ana_ws, bob_ws = await ana_and_bob_online(client, client)
     assert (await bob_ws.command("presence.set", status="dnd"))["ok"]
 
     started = await ana_ws.command("call.start", room=dm["id"])
@@ -186,9 +185,7 @@ async def test_ring_out_tells_every_callee_socket(
     aiohttp_client: Any, make_app: Any, database_url: str
 ) -> None:
     client = await node(aiohttp_client, make_app, database_url)
-    ana, bob = await people(client, "ana", "bob")
-    dm = await ana.room("dm", members=["bob"])
-    ana_ws, bob_ws = await ana.socket(), await bob.socket()
+    _ana, _bob, [dm], ana_ws, bob_ws = await ana_and_bob_online(client, client)
     call_id = (await ana_ws.command("call.start", room=dm["id"]))["call"]["call"]
     assert (await bob_ws.next_event("call.ring"))["call"] == call_id
     stopped = await bob_ws.next_event("call.ring_ended", timeout=RING * 5)
@@ -206,9 +203,7 @@ async def test_declined_by_everyone_ends_at_once_and_cancel_while_ringing(
     aiohttp_client: Any, make_app: Any, database_url: str
 ) -> None:
     client = await node(aiohttp_client, make_app, database_url, call_ring_timeout=30)
-    ana, bob = await people(client, "ana", "bob")
-    dm = await ana.room("dm", members=["bob"])
-    ana_ws, bob_ws = await ana.socket(), await bob.socket()
+    _ana, bob, [dm], ana_ws, bob_ws = await ana_and_bob_online(client, client)
 
     first = (await ana_ws.command("call.start", room=dm["id"]))["call"]["call"]
     await bob_ws.next_event("call.ring")
@@ -400,9 +395,7 @@ async def test_a_closed_socket_leaves_after_the_grace_period_unless_it_rejoins(
     aiohttp_client: Any, make_app: Any, database_url: str
 ) -> None:
     client = await node(aiohttp_client, make_app, database_url, call_ring_timeout=30)
-    ana, bob = await people(client, "ana", "bob")
-    dm = await ana.room("dm", members=["bob"])
-    ana_ws, bob_ws = await ana.socket(), await bob.socket()
+    ana, bob, [dm], ana_ws, bob_ws = await ana_and_bob_online(client, client)
     call_id = (await ana_ws.command("call.start", room=dm["id"]))["call"]["call"]
     first = await bob_ws.command("call.accept", call=call_id)
 
@@ -467,11 +460,7 @@ async def test_the_ring_reaches_a_callee_on_another_node(
         data_dir=lambda name: tmp_path / name,
         call_ring_timeout=30,
     )
-    ana = await Person.create(nodes[0], "ana")
-    bob = await Person.create(nodes[1], "bob")
-    dm = await ana.room("dm", members=["bob"])
-    ana_ws, bob_ws = await ana.socket(), await bob.socket()
-    await bob_ws.command("ping")
+    ana, bob, [dm], ana_ws, bob_ws = await ana_and_bob_online(*nodes)
     call_id = (await ana_ws.command("call.start", room=dm["id"]))["call"]["call"]
     ring = await bob_ws.next_event("call.ring")
     assert ring["call"] == call_id and ring["caller"]["username"] == "ana"
