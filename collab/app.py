@@ -280,13 +280,15 @@ def _lifecycle(
 
 
 async def _sweep_forever(app: web.Application, throttle: LoginThrottle) -> None:
-    """Delete expired sessions and stale throttle counts; one task per node, not per row."""
+    """Delete expired sessions, stale throttle counts and uploads never sent; one task
+    per node, not per row."""
     while True:
         await asyncio.sleep(SWEEP_INTERVAL_S)
         try:
             async with app[STORE].transaction() as conn:
                 await session_sql.delete_expired(conn, now=app[CLOCK]())
             await throttle.sweep()
+            await app[FILES].sweep_unsent()
         except Exception:
             log.exception("periodic sweep failed; will retry")
 

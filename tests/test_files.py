@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import io
 import os
+import time
 import zlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from PIL import Image
 
-from collab.appkeys import CONFIG
+from collab.appkeys import CONFIG, FILES
 from tests.chat_helpers import Person
 from tests.conftest import AppFactory
 
@@ -108,7 +109,7 @@ async def people(client: TestClient[Any, Any]) -> AsyncIterator[tuple[Person, Pe
 
 
 async def test_round_trip_on_both_databases(
-    aiohttp_client: Callable[..., Any], make_app: AppFactory, database_url: str
+    aiohttp_client: Callable[..., Any], make_app: AppFactory, database_url: str, clock: Any
 ) -> None:
     client = await aiohttp_client(make_app(database_url=database_url))
     ana = await Person.create(client, "ana")
@@ -135,6 +136,11 @@ async def test_round_trip_on_both_databases(
     again = (await upload(ana, room["id"], data, "copy.bin"))["file"]
     assert again["id"] != uploaded["id"]
     assert len(blobs(client)) == 1 and temp_files(client) == []
+    # A day later the copy, never sent, is deleted; the blob stays for the sent one.
+    clock.advance(25 * 3600)
+    assert await client.app[FILES].sweep_unsent() == 1
+    assert (await fetch(ana, again["url"]))[0] == 404
+    assert len(blobs(client)) == 1 and (await fetch(bob, uploaded["url"]))[0] == 200
     await ana.close()
     await bob.close()
 
@@ -443,3 +449,57 @@ async def test_upload_cut_off_midway_leaves_no_temp_file(
         while temp_files(client):
             await asyncio.sleep(0.02)
     assert blobs(client) == []
+
+
+async def test_uploads_never_sent_are_deleted_after_a_day(
+    aiohttp_client: Callable[..., Any], make_app: AppFactory, clock: Any
+) -> None:
+    """They stop counting against the quota, and bytes nothing else refers to leave the
+    disk; sent files, bytes a sent file shares and bytes just reused stay."""
+    client = await aiohttp_client(make_app(user_quota_mb=1))
+    ana = await Person.create(client, "ana")
+    bob = await Person.create(client, "bob")
+    room = await ana.room("channel", "general", ["bob"])
+    photo = (await upload(ana, room["id"], png(800, 600), "photo.png"))["file"]
+    shared_bytes = b"shared " * 100
+    await upload(ana, room["id"], shared_bytes, "mine.bin")
+    bobs = (await upload(bob, room["id"], shared_bytes, "bobs.bin"))["file"]
+    await bob.post(room["id"], "the file", files=[bobs["id"]])
+    part = os.urandom(600 * 1024)
+    await upload(ana, room["id"], part, "big.bin")
+    refused = await upload(ana, room["id"], part, "more.bin", expect=413)
+    assert refused["error"]["code"] == "quota_exceeded"
+    just_reused = os.urandom(1000)
+    await upload(ana, room["id"], just_reused, "again.bin")
+    sweep = client.app[FILES].sweep_unsent
+
+    clock.advance(23 * 3600)
+    assert await sweep() == 0
+    clock.advance(2 * 3600)
+    # The bytes were stored long ago, except those of again.bin, which another upload
+    # of the same bytes has only just found on disk (its row may not be written yet).
+    an_hour_and_more = time.time() - 3700
+    for path in blobs(client):
+        if path.name != hashlib.sha256(just_reused).hexdigest():
+            os.utime(path, (an_hour_and_more, an_hour_and_more))
+    assert len(list((files_dir(client) / "thumbs").iterdir())) == 1
+    assert await sweep() == 4
+    assert await sweep() == 0
+
+    def digest_path(data: bytes) -> Path:
+        digest = hashlib.sha256(data).hexdigest()
+        return files_dir(client) / digest[:2] / digest[2:4] / digest
+
+    assert not digest_path(png(800, 600)).exists() and not digest_path(part).exists()
+    assert list((files_dir(client) / "thumbs").iterdir()) == []
+    assert digest_path(shared_bytes).exists() and digest_path(just_reused).exists()
+    assert sorted(p.name for p in blobs(client)) == sorted(
+        hashlib.sha256(d).hexdigest() for d in (shared_bytes, just_reused)
+    )
+    assert (await fetch(ana, photo["url"]))[0] == 404
+    status, body, _ = await fetch(ana, bobs["url"])
+    assert status == 200 and body == shared_bytes
+    # The quota has room again.
+    await upload(ana, room["id"], part, "more.bin")
+    await ana.close()
+    await bob.close()

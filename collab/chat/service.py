@@ -750,7 +750,8 @@ class ChatService:
                     )
                     if attached != len(set(file_ids)):
                         raise BadRequest(
-                            "Attach only files you uploaded to this room and not yet sent.",
+                            "Attach only files you uploaded to this room and not yet sent; "
+                            "an upload not sent within a day is deleted, so upload it again.",
                             code="invalid_field",
                             field="files",
                         )

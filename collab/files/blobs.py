@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
+import time
 from collections.abc import AsyncIterable
 from pathlib import Path
 from types import TracebackType
@@ -42,6 +43,14 @@ class Blobs:
     def thumbnail_of(self, sha256: str) -> Path:
         return self.thumbs / f"{sha256}.jpg"
 
+    async def forget(self, sha256: str, *, unused_for_s: float) -> bool:
+        """Delete a blob no upload refers to any more, and its thumbnail; True if it went.
+
+        A blob stored or reused within ``unused_for_s`` stays: an upload of the same
+        bytes may have found it on disk and not yet written its row.
+        """
+        return await asyncio.to_thread(_forget, self, sha256, unused_for_s)
+
     def incoming(self) -> Incoming:
         """A temp file to stream one upload into; use as ``async with``."""
         return Incoming(self)
@@ -54,12 +63,34 @@ class Blobs:
     def _adopt(self, temp: Path, sha256: str) -> bool:
         """Move a complete temp file to its blob name; False if those bytes were stored already."""
         final = self.path_of(sha256)
-        if final.exists():
-            temp.unlink()
-            return False
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(temp, final)
-        return True
+        try:
+            # Marks the blob as just used, so a sweep running now spares it (``_forget``).
+            os.utime(final)
+        except FileNotFoundError:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(temp, final)
+            return True
+        temp.unlink()
+        return False
+
+
+def _forget(blobs: Blobs, sha256: str, unused_for_s: float) -> bool:
+    """Moved aside first, then judged by its time of last use: an upload that touched
+    the blob before the move is seen (the blob goes back), one after it finds no blob
+    and stores its own bytes."""
+    path = blobs.path_of(sha256)
+    doomed = path.with_name(path.name + ".forget")
+    try:
+        os.replace(path, doomed)
+    except FileNotFoundError:
+        return False
+    if time.time() - doomed.stat().st_mtime < unused_for_s:
+        os.replace(doomed, path)
+        return False
+    doomed.unlink()
+    with contextlib.suppress(FileNotFoundError):
+        blobs.thumbnail_of(sha256).unlink()
+    return True
 
 
 def _remove_opened(opening: asyncio.Future[tuple[Path, BinaryIO]]) -> None:

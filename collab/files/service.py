@@ -7,6 +7,7 @@ Strangers and unknown ids get the same 404, so ids reveal nothing.
 
 Bytes are stored once per content (see ``blobs``); the database has one row
 per upload, and a user's quota counts every one of their uploads at full size.
+An upload never sent is deleted after a day (``sweep_unsent``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,12 @@ MB = 1024 * 1024
 MULTIPART_SLACK = 64 * 1024
 # Decoding images takes memory and CPU; a few at a time per node is plenty.
 THUMBNAILS_AT_ONCE = 2
+# An upload not attached to a message within this long is deleted: the composer it was
+# made in is long gone, and it should not count against its uploader's quota forever.
+UNSENT_UPLOAD_TTL_MS = 24 * 3600 * 1000
+# A blob stored or reused this recently stays even when no upload refers to it: an
+# upload of the same bytes may be between finding it on disk and writing its row.
+BLOB_REUSE_GRACE_S = 3600.0
 
 
 class Download(msgspec.Struct, frozen=True):
@@ -178,6 +185,22 @@ class FileService:
             content_type,
         )
         return file_ref(record)
+
+    async def sweep_unsent(self) -> int:
+        """Delete the uploads never sent within ``UNSENT_UPLOAD_TTL_MS`` (they no longer
+        count against their uploader's quota) and the bytes no other upload shares.
+        Returns how many uploads went. Safe on several nodes at once."""
+        async with self._store.transaction() as conn:
+            gone = await file_sql.delete_unattached(
+                conn, before=self._clock() - UNSENT_UPLOAD_TTL_MS
+            )
+            shared = await file_sql.hashes_in_use(conn, gone)
+        freed = 0
+        for sha256 in set(gone) - shared:
+            freed += await self._blobs.forget(sha256, unused_for_s=BLOB_REUSE_GRACE_S)
+        if gone:
+            log.info("unsent uploads deleted: %d, blobs freed: %d", len(gone), freed)
+        return len(gone)
 
     async def _writable_room(self, identity: Identity, room_id: int) -> None:
         room = await self._chat.require_member(identity, room_id)

@@ -117,3 +117,23 @@ async def usage_of(conn: AsyncConnection, user_id: int, *, lock: bool = False) -
         files.c.uploader_id == user_id
     )
     return int((await conn.execute(query)).scalar_one())
+
+
+async def delete_unattached(conn: AsyncConnection, *, before: int) -> list[str]:
+    """Delete the uploads made before ``before`` that were never attached to a message;
+    the hashes of their blobs (one per upload, repeated when uploads shared one)."""
+    query = (
+        files.delete()
+        .where(files.c.message_id.is_(None), files.c.created_at < before)
+        .returning(files.c.sha256)
+    )
+    return list((await conn.execute(query)).scalars())
+
+
+async def hashes_in_use(conn: AsyncConnection, sha256s: Iterable[str]) -> set[str]:
+    """Which of these blobs some upload still refers to."""
+    wanted = sorted(set(sha256s))
+    if not wanted:
+        return set()
+    query = sa.select(files.c.sha256).where(files.c.sha256.in_(wanted)).distinct()
+    return set((await conn.execute(query)).scalars())
