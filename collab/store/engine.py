@@ -8,6 +8,15 @@ write transaction starts with ``BEGIN IMMEDIATE``: it takes the write lock
 up front, so two writers queue on the busy timeout instead of one failing
 with "database is locked" when both try to upgrade a read lock.
 
+On SQLite a node's write transactions also queue on one ``asyncio.Lock``
+before they BEGIN: SQLite has a single writer anyway, and without the queue
+concurrent writers wait in SQLite's busy handler, which sleeps and polls in
+the driver's threads, serves them in no order and, past the busy timeout,
+fails a send with "database is locked" (see ``bench/sqlite_writes.py``). The
+busy timeout still covers writers in other processes (``collab`` commands).
+Transactions must not nest (neither may on SQLite without the queue: the
+inner one would wait for the outer one's lock).
+
 PostgreSQL connections are checked before use only when they have sat idle
 in the pool for ``PING_AFTER_IDLE_S``: a connection that served a request a
 moment ago is alive, and asyncpg's ping costs three round trips (BEGIN, an
@@ -19,6 +28,8 @@ busy (PostgreSQL restarted under traffic) fails that one request with
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -32,6 +43,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+# How long a SQLite writer may wait in the node's queue before its request fails.
+WRITE_QUEUE_TIMEOUT_S = 10.0
 # A pooled PostgreSQL connection idle for longer than this is pinged before use.
 PING_AFTER_IDLE_S = 1.0
 _IDLE_SINCE = "collab_idle_since"
@@ -42,6 +55,9 @@ class Store:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        # Whether writers queue on _write_queue (SQLite; a benchmark may switch it off).
+        self.serialize_writes = engine.dialect.name == "sqlite"
+        self._write_queue = asyncio.Lock()
         # PostgreSQL reads run without BEGIN/ROLLBACK (two round trips each): at READ
         # COMMITTED every statement takes its own snapshot even inside a transaction,
         # so a read-only block sees exactly what it saw before. SQLite keeps its BEGIN:
@@ -59,10 +75,17 @@ class Store:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """A connection inside a transaction that commits on success, rolls back on error."""
-        async with self.engine.connect() as conn:
+        async with contextlib.AsyncExitStack() as stack:
+            if self.serialize_writes:
+                # A wait this long means an overload (or a nested transaction): fail
+                # with TimeoutError, which callers answer as ``unavailable``.
+                async with asyncio.timeout(WRITE_QUEUE_TIMEOUT_S):
+                    await self._write_queue.acquire()
+                stack.callback(self._write_queue.release)
+            conn = await stack.enter_async_context(self.engine.connect())
             await conn.execution_options(collab_write=True)
-            async with conn.begin():
-                yield conn
+            await stack.enter_async_context(conn.begin())
+            yield conn
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
