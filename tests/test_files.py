@@ -503,3 +503,34 @@ async def test_uploads_never_sent_are_deleted_after_a_day(
     await upload(ana, room["id"], part, "more.bin")
     await ana.close()
     await bob.close()
+
+
+async def test_an_upload_refused_at_the_last_quota_check_leaves_no_bytes(
+    aiohttp_client: Callable[..., Any], make_app: AppFactory
+) -> None:
+    """Two uploads that each fit pass the first check; the one that finishes second is
+    over the quota at the final check, after its bytes reached the disk: they go again."""
+    client = await aiohttp_client(make_app(user_quota_mb=1))
+    ana = await Person.create(client, "ana")
+    room = await ana.room("channel", "general")
+    first, second = os.urandom(600 * 1024), os.urandom(600 * 1024)
+    first_body = multipart(first, "first.bin")
+    go_on = asyncio.Event()
+
+    async def held_back() -> AsyncIterator[bytes]:
+        yield first_body[:1024]  # the server has checked the quota and started reading
+        await go_on.wait()
+        yield first_body[1024:]
+
+    late = asyncio.ensure_future(
+        ana.call("POST", f"/api/v1/rooms/{room['id']}/files", 413, data=held_back(), headers=FORM)
+    )
+    await asyncio.sleep(0.3)
+    await upload(ana, room["id"], second, "second.bin")
+    go_on.set()
+    refused = await late
+    assert refused["error"]["code"] == "quota_exceeded"
+    digest = hashlib.sha256(second).hexdigest()
+    assert [p.name for p in blobs(client)] == [digest]
+    assert temp_files(client) == []
+    await ana.close()

@@ -15,7 +15,6 @@ import contextlib
 import hashlib
 import os
 import tempfile
-import time
 from collections.abc import AsyncIterable
 from pathlib import Path
 from types import TracebackType
@@ -43,13 +42,13 @@ class Blobs:
     def thumbnail_of(self, sha256: str) -> Path:
         return self.thumbs / f"{sha256}.jpg"
 
-    async def forget(self, sha256: str, *, unused_for_s: float) -> bool:
+    async def forget(self, sha256: str, *, used_after: float) -> bool:
         """Delete a blob no upload refers to any more, and its thumbnail; True if it went.
 
-        A blob stored or reused within ``unused_for_s`` stays: an upload of the same
-        bytes may have found it on disk and not yet written its row.
+        A blob stored or reused after ``used_after`` (epoch seconds) stays: an upload
+        of the same bytes may have found it on disk and not yet written its row.
         """
-        return await asyncio.to_thread(_forget, self, sha256, unused_for_s)
+        return await asyncio.to_thread(_forget, self, sha256, used_after)
 
     def incoming(self) -> Incoming:
         """A temp file to stream one upload into; use as ``async with``."""
@@ -60,8 +59,9 @@ class Blobs:
         fd, name = tempfile.mkstemp(dir=self.tmp, suffix=".part")
         return Path(name), os.fdopen(fd, "wb")
 
-    def _adopt(self, temp: Path, sha256: str) -> bool:
-        """Move a complete temp file to its blob name; False if those bytes were stored already."""
+    def _adopt(self, temp: Path, sha256: str) -> float | None:
+        """Move a complete temp file to its blob name. Returns the new blob's time of last
+        use, or None if those bytes were stored already."""
         final = self.path_of(sha256)
         try:
             # Marks the blob as just used, so a sweep running now spares it (``_forget``).
@@ -69,12 +69,12 @@ class Blobs:
         except FileNotFoundError:
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(temp, final)
-            return True
+            return final.stat().st_mtime
         temp.unlink()
-        return False
+        return None
 
 
-def _forget(blobs: Blobs, sha256: str, unused_for_s: float) -> bool:
+def _forget(blobs: Blobs, sha256: str, used_after: float) -> bool:
     """Moved aside first, then judged by its time of last use: an upload that touched
     the blob before the move is seen (the blob goes back), one after it finds no blob
     and stores its own bytes."""
@@ -84,7 +84,7 @@ def _forget(blobs: Blobs, sha256: str, unused_for_s: float) -> bool:
         os.replace(path, doomed)
     except FileNotFoundError:
         return False
-    if time.time() - doomed.stat().st_mtime < unused_for_s:
+    if doomed.stat().st_mtime > used_after:
         os.replace(doomed, path)
         return False
     doomed.unlink()
@@ -118,6 +118,7 @@ class Incoming:
         self.size = 0
         self.head = b""
         self.sha256 = ""
+        self.stored_at: float | None = None
 
     async def __aenter__(self) -> Incoming:
         opening = asyncio.ensure_future(asyncio.to_thread(self._blobs._open_temp))
@@ -180,8 +181,15 @@ class Incoming:
         self.sha256 = self._hash.hexdigest()
 
     async def keep(self) -> Path:
-        """Store the received bytes under their hash (once) and return the blob's path."""
+        """Store the received bytes under their hash (once) and return the blob's path.
+        ``stored_at`` is then the blob's time of last use if this upload stored it."""
         assert self._path is not None and self.sha256, "receive() first"
-        await asyncio.to_thread(self._blobs._adopt, self._path, self.sha256)
+        self.stored_at = await asyncio.to_thread(self._blobs._adopt, self._path, self.sha256)
         self._path = None
         return self._blobs.path_of(self.sha256)
+
+    async def abandon(self) -> None:
+        """The upload failed after ``keep``: delete the blob it stored, unless another
+        upload has used the same bytes since."""
+        if self.stored_at is not None:
+            await self._blobs.forget(self.sha256, used_after=self.stored_at)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterable, Callable
 from pathlib import Path
 
@@ -156,26 +157,32 @@ class FileService:
             # The upload may have taken minutes: is the caller still in the room?
             await self._writable_room(identity, room_id)
             path = await incoming.keep()
-        info = await self._inspect(path, content_type, incoming.sha256)
-        async with self._store.transaction() as conn:
-            # Checked again under a lock: two uploads finishing together cannot
-            # both slip under the quota.
-            used = await file_sql.usage_of(conn, identity.user.id, lock=True)
-            if self.quota_bytes and used + incoming.size > self.quota_bytes:
-                raise self._over_quota()
-            record = await file_sql.insert(
-                conn,
-                sha256=incoming.sha256,
-                size=incoming.size,
-                content_type=content_type,
-                name=clean,
-                uploader_id=identity.user.id,
-                room_id=room_id,
-                width=info.width,
-                height=info.height,
-                has_thumbnail=info.thumbnail,
-                now=self._clock(),
-            )
+        try:
+            info = await self._inspect(path, content_type, incoming.sha256)
+            async with self._store.transaction() as conn:
+                # Checked again under a lock: two uploads finishing together cannot
+                # both slip under the quota.
+                used = await file_sql.usage_of(conn, identity.user.id, lock=True)
+                if self.quota_bytes and used + incoming.size > self.quota_bytes:
+                    raise self._over_quota()
+                record = await file_sql.insert(
+                    conn,
+                    sha256=incoming.sha256,
+                    size=incoming.size,
+                    content_type=content_type,
+                    name=clean,
+                    uploader_id=identity.user.id,
+                    room_id=room_id,
+                    width=info.width,
+                    height=info.height,
+                    has_thumbnail=info.thumbnail,
+                    now=self._clock(),
+                )
+        except Exception:
+            # Over the quota at the last check, or the database failed: the bytes this
+            # upload stored are nobody's (the sweep finds only uploads with a row).
+            await incoming.abandon()
+            raise
         log.info(
             "file uploaded id=%s room=%s by=%s size=%s type=%s",
             record.id,
@@ -197,7 +204,7 @@ class FileService:
             shared = await file_sql.hashes_in_use(conn, gone)
         freed = 0
         for sha256 in set(gone) - shared:
-            freed += await self._blobs.forget(sha256, unused_for_s=BLOB_REUSE_GRACE_S)
+            freed += await self._blobs.forget(sha256, used_after=time.time() - BLOB_REUSE_GRACE_S)
         if gone:
             log.info("unsent uploads deleted: %d, blobs freed: %d", len(gone), freed)
         return len(gone)
