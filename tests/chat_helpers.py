@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -134,27 +132,3 @@ async def make_trio(
     bob = await Person.create(client, "bob")
     room = await ana.room("channel", "team", members)
     return root, ana, bob, room
-
-
-async def two_nodes(
-    aiohttp_client: Any,
-    make_app: Any,
-    *,
-    database_url: str,
-    redis_url: str,
-    data_dir: Callable[[str], Path],
-    **settings: Any,
-) -> list[TestClient[Any, Any]]:
-    """Nodes "a" and "b" on one database and one Redis, as a cluster runs them."""
-    return [
-        await aiohttp_client(
-            make_app(
-                database_url=database_url,
-                redis_url=redis_url,
-                data_dir=data_dir(name),
-                node_id=name,
-                **settings,
-            )
-        )
-        for name in ("a", "b")
-    ]

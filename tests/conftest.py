@@ -101,3 +101,34 @@ async def client(
     aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]], make_app: AppFactory
 ) -> TestClient[Any, Any]:
     return await aiohttp_client(make_app())
+
+
+NodePair = Callable[..., Awaitable[list[TestClient[Any, Any]]]]
+
+
+@pytest.fixture
+def node_pair(
+    aiohttp_client: ClientFactory,
+    make_app: AppFactory,
+    pg_url: str,
+    redis_server: RedisServer,
+    tmp_path: Path,
+) -> NodePair:
+    """Makes nodes "a" and "b" on one PostgreSQL and one Redis, as a cluster runs them:
+    each with its own data directory, or one for both with ``shared_data=True``."""
+
+    async def make(*, shared_data: bool = False, **settings: Any) -> list[TestClient[Any, Any]]:
+        return [
+            await aiohttp_client(
+                make_app(
+                    database_url=pg_url,
+                    redis_url=redis_server.url,
+                    data_dir=tmp_path / ("shared" if shared_data else name),
+                    node_id=name,
+                    **settings,
+                )
+            )
+            for name in ("a", "b")
+        ]
+
+    return make

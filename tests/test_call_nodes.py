@@ -16,7 +16,8 @@ from collab.calls.relay import NodeRelay
 from collab.store import calls as call_sql
 from signaling.bus import LocalBus
 from tests.call_helpers import ana_and_bob_online
-from tests.chat_helpers import Person, two_nodes
+from tests.chat_helpers import Person
+from tests.conftest import NodePair
 from tests.servers import RedisServer
 
 
@@ -134,15 +135,9 @@ async def test_placement_picks_the_least_loaded_live_node_and_keeps_leases(
 
 
 async def test_a_redis_restart_moves_no_call(
-    aiohttp_client: Any, make_app: Any, pg_url: str, redis_server: RedisServer, tmp_path: Any
+    node_pair: NodePair, redis_server: RedisServer
 ) -> None:
-    nodes = await two_nodes(
-        aiohttp_client,
-        make_app,
-        database_url=pg_url,
-        redis_url=redis_server.url,
-        data_dir=lambda name: tmp_path / name,
-    )
+    nodes = await node_pair()
     ana, bob, [room], ana_ws, bob_ws = await ana_and_bob_online(*nodes, "team")
     started = await ana_ws.command("call.start", room=room["id"])
     call_id = started["call"]["call"]
@@ -187,18 +182,10 @@ async def test_a_single_node_ends_calls_left_under_another_name(client: Any) -> 
     await ana.close()
 
 
-async def test_joining_a_call_on_another_node_leaves_the_first(
-    aiohttp_client: Any, make_app: Any, pg_url: str, redis_server: RedisServer, tmp_path: Any
-) -> None:
+async def test_joining_a_call_on_another_node_leaves_the_first(node_pair: NodePair) -> None:
     """One call per person across the cluster too: the new call's node asks the old
     call's node to let the person go."""
-    nodes = await two_nodes(
-        aiohttp_client,
-        make_app,
-        database_url=pg_url,
-        redis_url=redis_server.url,
-        data_dir=lambda name: tmp_path / name,
-    )
+    nodes = await node_pair()
     ana, bob, [team, later], ana_ws, bob_ws = await ana_and_bob_online(*nodes, "team", "later")
     first = (await ana_ws.command("call.start", room=team["id"]))["call"]["call"]
     assert (await bob_ws.command("call.join", call=first))["ok"]

@@ -17,8 +17,8 @@ from aiohttp.test_utils import TestClient
 
 from collab.appkeys import CALLS
 from tests.call_helpers import ana_and_bob_online
-from tests.chat_helpers import Person, Socket, two_nodes
-from tests.conftest import FakeClock
+from tests.chat_helpers import Person, Socket
+from tests.conftest import FakeClock, NodePair
 
 RING = 0.6  # seconds: the ring timeout these tests run with
 GRACE = 0.4
@@ -449,17 +449,8 @@ async def test_turn_credentials_follow_the_coturn_rest_scheme(
     await ana_ws.close()
 
 
-async def test_the_ring_reaches_a_callee_on_another_node(
-    aiohttp_client: Any, make_app: Any, pg_url: str, redis_server: Any, tmp_path: Any
-) -> None:
-    nodes = await two_nodes(
-        aiohttp_client,
-        make_app,
-        database_url=pg_url,
-        redis_url=redis_server.url,
-        data_dir=lambda name: tmp_path / name,
-        call_ring_timeout=30,
-    )
+async def test_the_ring_reaches_a_callee_on_another_node(node_pair: NodePair) -> None:
+    nodes = await node_pair(call_ring_timeout=30)
     ana, bob, [dm], ana_ws, bob_ws = await ana_and_bob_online(*nodes)
     call_id = (await ana_ws.command("call.start", room=dm["id"]))["call"]["call"]
     ring = await bob_ws.next_event("call.ring")

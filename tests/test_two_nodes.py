@@ -6,6 +6,7 @@ from typing import Any
 
 import aiohttp
 
+from tests.conftest import NodePair
 from tests.helpers import PASSWORD, add_user, sign_in
 from tests.servers import RedisServer
 
@@ -132,21 +133,13 @@ async def test_after_a_redis_restart_clients_are_told_to_sync(
     await bob.close()
 
 
-async def test_files_search_and_notifications_work_across_nodes(
-    aiohttp_client: Any, make_app: Any, pg_url: str, redis_server: RedisServer, tmp_path: Any
-) -> None:
+async def test_files_search_and_notifications_work_across_nodes(node_pair: NodePair) -> None:
     """Two nodes share PostgreSQL, Redis and one data directory (uploads), as a
     cluster must: what is uploaded, said or mentioned on one is there on the other."""
-    from tests.chat_helpers import Person, two_nodes
+    from tests.chat_helpers import Person
     from tests.test_files import fetch, upload
 
-    node_a, node_b = await two_nodes(
-        aiohttp_client,
-        make_app,
-        database_url=pg_url,
-        redis_url=redis_server.url,
-        data_dir=lambda _name: tmp_path / "shared",
-    )
+    node_a, node_b = await node_pair(shared_data=True)
     ana = await Person.create(node_a, "ana")
     bob = await Person.create(node_b, "bob")
     room = await ana.room("channel", "across", ["bob"])
