@@ -25,6 +25,7 @@ from collab.accounts.models import Identity
 from collab.accounts.service import HOUR_MS, AccountService
 from signaling.connection import Connection
 from signaling.protocol import SESSION_ENDED_CLOSE_CODE
+from signaling.tasks import BackgroundTasks
 from signaling.ws import SocketServer
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ class SocketExpiry:
     def __init__(self, accounts: AccountService, clock: Callable[[], int]) -> None:
         self._accounts = accounts
         self._clock = clock
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = BackgroundTasks()
 
     def install(self, sockets: SocketServer) -> None:
         sockets.on_connect(self._on_connect)
@@ -85,9 +86,7 @@ class SocketExpiry:
             self._renew_before(conn, session_id, expires_at)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(work)
 
 
 def _end(conn: Connection) -> None:

@@ -57,6 +57,7 @@ from collab.store import users as user_sql
 from collab.store.calls import CallRecord
 from signaling.bus import Bus, BusUnavailable
 from signaling.protocol import CommandError, encode, user_topic
+from signaling.tasks import BackgroundTasks
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +215,7 @@ class CallService:
         self._turn_ttl_s = turn_ttl_s
         self._live: dict[int, LiveCall] = {}
         self._in_call: dict[int, int] = {}  # user id → the call they are in on this node
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = BackgroundTasks()
         self.on_gone: list[GoneHook] = []
         self._media: MediaPort | None = None
         if media is not None:
@@ -417,8 +418,7 @@ class CallService:
         for live in list(self._live.values()):
             with contextlib.suppress(Exception):
                 await self._end(live, reason="node_stopped")
-        for task in list(self._tasks):
-            task.cancel()
+        self._tasks.cancel_all()
 
     # -- publishing ------------------------------------------------------------------
 
@@ -429,9 +429,7 @@ class CallService:
             log.warning("call event for %s not published: bus unavailable", topic)
 
     def spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(coro)
 
     def view(self, live: LiveCall) -> CallView:
         return CallView(

@@ -8,7 +8,6 @@ subscription; messages that raced the move are found by ``sync``.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
 import msgspec
@@ -20,6 +19,7 @@ from collab.search import service as search_rules
 from signaling.connection import Connection
 from signaling.hub import Hub
 from signaling.protocol import Command
+from signaling.tasks import BackgroundTasks
 from signaling.ws import SocketServer
 
 Body = Annotated[str, msgspec.Meta(max_length=20_000)]
@@ -80,7 +80,7 @@ class ChatSockets:
     def __init__(self, chat: ChatService, hub: Hub) -> None:
         self._chat = chat
         self._hub = hub
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = BackgroundTasks()
 
     def install(self, sockets: SocketServer) -> None:
         sockets.on_connect(self._on_connect)
@@ -113,9 +113,7 @@ class ChatSockets:
         return True
 
     def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(coro)
 
     async def _send(self, conn: Connection, cmd: Send) -> dict[str, Any]:
         message, created = await self._chat.send(

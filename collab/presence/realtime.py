@@ -7,7 +7,6 @@ published once and reaches, on every node, only the sockets that may see it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Annotated, Any
 
@@ -21,6 +20,7 @@ from collab.realtime import socket_identity
 from signaling.connection import Connection
 from signaling.hub import Hub
 from signaling.protocol import Command, encode
+from signaling.tasks import BackgroundTasks
 from signaling.ws import SocketServer
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class PresenceSockets:
         self._chat = chat
         self._hub = hub
         self._clock = clock
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = BackgroundTasks()
 
     def install(self, sockets: SocketServer) -> None:
         sockets.on_connect(self._on_connect)
@@ -127,9 +127,7 @@ class PresenceSockets:
         return True
 
     def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(coro)
 
     async def _refresh_peers(self, conn: Connection) -> None:
         """After a room change: listen to new peers (and tell their status), drop old ones."""
